@@ -1,0 +1,14 @@
+"""Test isolation for the real ROS 2 middleware.
+
+Every test run gets its own ROS domain and localhost-only discovery, so parallel runs
+on one machine (or CI beside a developer) never see each other's topics. Set before
+any test imports rclpy; child processes inherit it.
+"""
+
+import os
+import tempfile
+
+os.environ['ROS_DOMAIN_ID'] = str(1 + os.getpid() % 100)
+os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+os.environ.setdefault('ROS_LOG_DIR', tempfile.mkdtemp(prefix='vggt_ros_test_logs_'))
+os.environ.setdefault('HF_HUB_OFFLINE', '1')

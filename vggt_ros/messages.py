@@ -1,0 +1,230 @@
+"""Conversions between numpy arrays and ROS 2 messages.
+
+Plain numpy, vectorised, so they run the same with or without cv_bridge and
+sensor_msgs_py (neither is on PyPI) and a 518x392 cloud never loops over points.
+Images are read through ``np.frombuffer`` views of the message buffer where the
+layout allows, honouring ``step`` padding and ``is_bigendian``.
+"""
+
+from __future__ import annotations
+
+import array
+import io
+
+import numpy as np
+import torch
+from builtin_interfaces.msg import Time
+from geometry_msgs.msg import Pose, Quaternion, Transform, TransformStamped, Vector3
+from nav_msgs.msg import Odometry
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
+from std_msgs.msg import Header
+
+from vggt_ros.model.geometry import rotation_to_quat
+
+# encoding -> (numpy dtype, channels)
+IMAGE_ENCODINGS: dict[str, tuple[np.dtype, int]] = {
+    'rgb8': (np.dtype(np.uint8), 3),
+    'bgr8': (np.dtype(np.uint8), 3),
+    'rgba8': (np.dtype(np.uint8), 4),
+    'bgra8': (np.dtype(np.uint8), 4),
+    'mono8': (np.dtype(np.uint8), 1),
+    '16UC1': (np.dtype(np.uint16), 1),
+    '32FC1': (np.dtype(np.float32), 1),
+}
+COLOUR_ENCODINGS = ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8')
+COMPRESSED_FORMATS = ('jpeg', 'png')
+
+# x, y, z, rgb: four float32 fields, rgb packed as 0x00RRGGBB reinterpreted as float32,
+# the layout rviz2 and PCL read.
+POINT_FIELDS = tuple(
+    PointField(name=name, offset=4 * i, datatype=PointField.FLOAT32, count=1)
+    for i, name in enumerate(('x', 'y', 'z', 'rgb'))
+)
+POINT_STEP = 16
+
+
+def _unsupported(encoding: str, supported: tuple[str, ...]) -> ValueError:
+    return ValueError(
+        f'unsupported image encoding {encoding!r}; supported: {", ".join(supported)}'
+    )
+
+
+def image_to_array(msg: Image) -> np.ndarray:
+    """Return the pixels of an Image as HxW or HxWxC in native byte order.
+
+    A view of the message buffer whenever no byte swap is needed.
+    """
+    if msg.encoding not in IMAGE_ENCODINGS:
+        raise _unsupported(msg.encoding, tuple(IMAGE_ENCODINGS))
+    dtype, channels = IMAGE_ENCODINGS[msg.encoding]
+    height, width, step = msg.height, msg.width, msg.step
+    row_bytes = width * channels * dtype.itemsize
+    if step < row_bytes or len(msg.data) < height * step:
+        raise ValueError(
+            f'corrupt {msg.encoding} image: {width}x{height} needs step >= {row_bytes} and '
+            f'{height * step} bytes, got step {step} and {len(msg.data)} bytes'
+        )
+    rows = np.frombuffer(msg.data, dtype=np.uint8, count=height * step).reshape(height, step)
+    wire = dtype.newbyteorder('>' if msg.is_bigendian else '<')
+    pixels = rows[:, :row_bytes].view(wire)
+    if not wire.isnative:
+        pixels = pixels.astype(dtype)
+    return pixels.reshape(height, width, channels) if channels > 1 else pixels.reshape(height, width)
+
+
+def image_to_rgb(msg: Image) -> np.ndarray:
+    """Return a colour Image as HxWx3 uint8 RGB (a view for rgb8)."""
+    if msg.encoding not in COLOUR_ENCODINGS:
+        raise _unsupported(msg.encoding, COLOUR_ENCODINGS)
+    pixels = image_to_array(msg)
+    if msg.encoding == 'mono8':
+        return np.repeat(pixels[:, :, None], 3, axis=2)
+    if msg.encoding.startswith('bgr'):
+        return np.ascontiguousarray(pixels[:, :, 2::-1])
+    return pixels[:, :, :3]
+
+
+def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
+    """Decode a jpeg or png CompressedImage to HxWx3 uint8 RGB."""
+    from PIL import Image as PILImage
+
+    fmt = msg.format.lower()
+    if not any(name in fmt for name in COMPRESSED_FORMATS):
+        raise ValueError(
+            f'unsupported compressed format {msg.format!r}; supported: '
+            f'{", ".join(COMPRESSED_FORMATS)}'
+        )
+    try:
+        with PILImage.open(io.BytesIO(bytes(msg.data))) as decoded:
+            return np.asarray(decoded.convert('RGB'))
+    except (OSError, SyntaxError) as error:
+        raise ValueError(f'cannot decode {msg.format!r} image: {error}') from error
+
+
+def _byte_array(pixels: np.ndarray) -> array.array:
+    # array.array is what the generated setters accept without a per-byte check.
+    return array.array('B', np.ascontiguousarray(pixels).tobytes())
+
+
+def array_to_image(pixels: np.ndarray, encoding: str, header: Header) -> Image:
+    """Build an Image from HxW or HxWxC pixels in ``encoding`` (no padding)."""
+    if encoding not in IMAGE_ENCODINGS:
+        raise _unsupported(encoding, tuple(IMAGE_ENCODINGS))
+    dtype, channels = IMAGE_ENCODINGS[encoding]
+    height, width = pixels.shape[:2]
+    expected = (height, width, channels) if channels > 1 else (height, width)
+    if pixels.shape != expected:
+        raise ValueError(f'{encoding} needs shape {expected}, got {pixels.shape}')
+    return Image(
+        header=header,
+        height=height,
+        width=width,
+        encoding=encoding,
+        is_bigendian=not np.little_endian,
+        step=width * channels * dtype.itemsize,
+        data=_byte_array(pixels.astype(dtype, copy=False)),
+    )
+
+
+def depth_to_image(depth: np.ndarray, header: Header) -> Image:
+    """A 32FC1 depth (or any single-channel float) Image, REP-118 style."""
+    return array_to_image(depth, '32FC1', header)
+
+
+def pack_rgb(colours: np.ndarray) -> np.ndarray:
+    """Pack ...x3 uint8 colours into float32 whose bits are 0x00RRGGBB."""
+    c = colours.astype(np.uint32)
+    return ((c[..., 0] << 16) | (c[..., 1] << 8) | c[..., 2]).view(np.float32)
+
+
+def points_to_cloud(
+    points: np.ndarray,
+    colours: np.ndarray,
+    header: Header,
+    valid: np.ndarray | None = None,
+) -> PointCloud2:
+    """An organised HxW PointCloud2 (x, y, z, rgb float32); invalid points are NaN."""
+    height, width = points.shape[:2]
+    if points.shape != (height, width, 3) or colours.shape != (height, width, 3):
+        raise ValueError(
+            f'points and colours must be HxWx3, got {points.shape} and {colours.shape}'
+        )
+    cloud = np.empty((height, width, 4), dtype=np.float32)
+    cloud[..., :3] = points
+    cloud[..., 3] = pack_rgb(colours)
+    if valid is not None:
+        cloud[~valid, :3] = np.nan
+    return PointCloud2(
+        header=header,
+        height=height,
+        width=width,
+        fields=list(POINT_FIELDS),
+        is_bigendian=not np.little_endian,
+        point_step=POINT_STEP,
+        row_step=POINT_STEP * width,
+        data=_byte_array(cloud),
+        is_dense=False,
+    )
+
+
+def cloud_to_arrays(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray]:
+    """Read a cloud written by :func:`points_to_cloud`: (HxWx3 xyz, HxWx3 uint8 rgb)."""
+    names = [field.name for field in msg.fields]
+    if names != ['x', 'y', 'z', 'rgb'] or msg.point_step != POINT_STEP:
+        raise ValueError(f'expected fields x, y, z, rgb with point_step 16, got {names}')
+    flat = np.frombuffer(msg.data, dtype=np.float32).reshape(msg.height, msg.width, 4)
+    rgb = flat[..., 3].view(np.uint32)
+    colours = np.stack([(rgb >> 16) & 0xFF, (rgb >> 8) & 0xFF, rgb & 0xFF], axis=-1)
+    return flat[..., :3], colours.astype(np.uint8)
+
+
+def _pose_parts(matrix: np.ndarray) -> tuple[Vector3, Quaternion]:
+    x, y, z = (float(v) for v in matrix[:3, 3])
+    rotation = torch.as_tensor(np.asarray(matrix[:3, :3], dtype=np.float64))
+    qx, qy, qz, qw = (float(v) for v in rotation_to_quat(rotation))
+    return Vector3(x=x, y=y, z=z), Quaternion(x=qx, y=qy, z=qz, w=qw)
+
+
+def matrix_to_transform(
+    parent_from_child: np.ndarray, stamp: Time, parent: str, child: str
+) -> TransformStamped:
+    """TransformStamped parent -> child from a 4x4 rigid transform."""
+    translation, rotation = _pose_parts(parent_from_child)
+    return TransformStamped(
+        header=Header(stamp=stamp, frame_id=parent),
+        child_frame_id=child,
+        transform=Transform(translation=translation, rotation=rotation),
+    )
+
+
+def matrix_to_pose(parent_from_child: np.ndarray) -> Pose:
+    """geometry_msgs/Pose of a 4x4 rigid transform."""
+    translation, rotation = _pose_parts(parent_from_child)
+    pose = Pose(orientation=rotation)
+    pose.position.x, pose.position.y, pose.position.z = translation.x, translation.y, translation.z
+    return pose
+
+
+def matrix_to_odometry(
+    parent_from_child: np.ndarray, stamp: Time, parent: str, child: str
+) -> Odometry:
+    """nav_msgs/Odometry with the pose only (the twist stays zero and unknown)."""
+    odometry = Odometry(header=Header(stamp=stamp, frame_id=parent), child_frame_id=child)
+    odometry.pose.pose = matrix_to_pose(parent_from_child)
+    return odometry
+
+
+def intrinsics_to_camera_info(K: np.ndarray, width: int, height: int, header: Header) -> CameraInfo:
+    """CameraInfo for a pinhole camera without distortion at the given resolution."""
+    k = [float(v) for v in np.asarray(K, dtype=np.float64).reshape(9)]
+    projection = [k[0], k[1], k[2], 0.0, k[3], k[4], k[5], 0.0, k[6], k[7], k[8], 0.0]
+    return CameraInfo(
+        header=header,
+        width=int(width),
+        height=int(height),
+        distortion_model='plumb_bob',
+        d=[0.0] * 5,
+        k=k,
+        r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
+        p=projection,
+    )

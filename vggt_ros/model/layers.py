@@ -1,0 +1,125 @@
+"""Transformer building blocks shared by DINOv2, the aggregator and the camera trunk.
+
+One Attention/Block pair serves all three; flags choose QK-LayerNorm, the LayerNorm eps and the
+LayerScale init, and callers pass RoPE tables, a mask or a key/value cache per call.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vggt_ros.model.rope import RopeTables, apply_rope
+
+
+class KVStore(Protocol):
+    """What attention needs from a cache: store the new keys/values, return all valid ones."""
+
+    def extend(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]: ...
+
+
+def frame_causal_mask(
+    frames: int, tokens_per_frame: int, device: torch.device | None = None
+) -> Tensor:
+    """Boolean [F*T, F*T] mask, True where a token may attend: its own frame and earlier ones."""
+    frame_of = torch.arange(frames, device=device).repeat_interleave(tokens_per_frame)
+    return frame_of[:, None] >= frame_of[None, :]
+
+
+class LayerScale(nn.Module):
+    """Per-channel residual-branch gain (CaiT); `gamma` is the checkpoint name."""
+
+    def __init__(self, dim: int, init_values: float) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.full((dim,), init_values))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * self.gamma
+
+
+class Mlp(nn.Module):
+    """Linear -> exact GELU -> Linear."""
+
+    def __init__(
+        self, in_features: int, hidden_features: int, out_features: int | None = None
+    ) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_features, out_features or in_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention with optional QK-LayerNorm, 2-D RoPE, mask and KV cache.
+
+    Order per the reference: qkv projection, q/k LayerNorm, RoPE; only then does a cache receive
+    the keys, so cached keys are never normalised or rotated again.
+    """
+
+    def __init__(self, dim: int, num_heads: int, qk_norm: bool = False) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, dim * 3)
+        self.q_norm = nn.LayerNorm(head_dim) if qk_norm else nn.Identity()
+        self.k_norm = nn.LayerNorm(head_dim) if qk_norm else nn.Identity()
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(
+        self,
+        x: Tensor,
+        rope: RopeTables | None = None,
+        attn_mask: Tensor | None = None,
+        cache: KVStore | None = None,
+    ) -> Tensor:
+        batch, tokens, dim = x.shape
+        q, k, v = (
+            self.qkv(x)
+            .reshape(batch, tokens, 3, self.num_heads, -1)
+            .permute(2, 0, 3, 1, 4)
+            .unbind(0)
+        )
+        q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            q, k = apply_rope(q, rope), apply_rope(k, rope)
+        if cache is not None:
+            k, v = cache.extend(k, v)
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        return self.proj(x.transpose(1, 2).reshape(batch, tokens, dim))
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block: x + ls1(attn(norm1(x))), then x + ls2(mlp(norm2(x)))."""
+
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 4.0,
+        init_values: float = 0.01,
+        qk_norm: bool = False,
+        norm_eps: float = 1e-5,
+    ) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = Attention(dim, num_heads, qk_norm=qk_norm)
+        self.ls1 = LayerScale(dim, init_values)
+        self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+        self.ls2 = LayerScale(dim, init_values)
+
+    def forward(
+        self,
+        x: Tensor,
+        rope: RopeTables | None = None,
+        attn_mask: Tensor | None = None,
+        cache: KVStore | None = None,
+    ) -> Tensor:
+        x = x + self.ls1(self.attn(self.norm1(x), rope, attn_mask, cache))
+        return x + self.ls2(self.mlp(self.norm2(x)))

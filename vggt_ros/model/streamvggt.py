@@ -1,0 +1,295 @@
+"""StreamVGGT: the top-level model, its presets, and streaming sessions.
+
+`StreamVGGT.forward_causal` runs a whole sequence with the frame-causal mask; a `StreamSession`
+feeds one frame at a time through key/value caches and gives the same outputs (camera poses too
+with camera_cache='causal'; with 'official' it reproduces the reference `inference()` instead).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from vggt_ros.model.aggregator import Aggregator
+from vggt_ros.model.heads import CameraHead, DPTHead
+from vggt_ros.model.kv_cache import KVCache
+
+PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
+CAMERA_CACHES = ('official', 'causal')
+HEAD_CHUNK = 8  # frames per dense-head call in forward_causal, to bound activation memory
+
+
+@dataclass(frozen=True)
+class StreamVGGTConfig:
+    """Architecture hyper-parameters; the defaults are the official 1B model."""
+
+    img_size: int = 518  # DINO pos-embed grid = img_size / patch_size
+    patch_size: int = 14
+    embed_dim: int = 1024
+    depth: int = 24  # frame/global block pairs
+    num_heads: int = 16
+    mlp_ratio: float = 4.0
+    num_register_tokens: int = 4
+    dino_depth: int = 24
+    dino_num_heads: int = 16
+    rope_freq: float = 100.0
+    camera_trunk_depth: int = 4
+    camera_num_heads: int = 16
+    camera_iterations: int = 4
+    dpt_layers: tuple[int, ...] = (4, 11, 17, 23)
+    dpt_features: int = 256
+    dpt_out_channels: tuple[int, ...] = (256, 512, 1024, 1024)
+
+
+PRESETS = {
+    'streamvggt-1b': StreamVGGTConfig(),
+    # Same code at toy size, so tests of the streaming logic run in seconds.
+    'tiny': StreamVGGTConfig(
+        embed_dim=64,
+        depth=4,
+        num_heads=4,
+        dino_depth=2,
+        dino_num_heads=4,
+        camera_trunk_depth=2,
+        camera_num_heads=4,
+        dpt_layers=(0, 1, 2, 3),
+        dpt_features=16,
+        dpt_out_channels=(16, 32, 64, 64),
+    ),
+}
+
+
+def default_device() -> torch.device:
+    return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+
+
+def autocast_dtype(device: torch.device, precision: str = 'auto') -> torch.dtype | None:
+    """Aggregator autocast dtype, None for fp32. 'auto' follows the reference: bf16 on GPUs with
+    compute capability >= 8, fp16 on older ones, fp32 on CPU (where low precision is slower)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f'precision must be one of {PRECISIONS}, got {precision!r}')
+    if precision == 'auto':
+        if device.type != 'cuda':
+            return None
+        return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
+    return {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}[precision]
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """Explicit either way, so an autocast region of the caller cannot leak in."""
+    return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+
+class StreamVGGT(nn.Module):
+    """Aggregator + camera, point and depth heads.
+
+    The state_dict is the official checkpoint's without `track_head.*`: a tracker is of no use
+    frame by frame.
+    """
+
+    def __init__(self, preset: str | StreamVGGTConfig = 'streamvggt-1b') -> None:
+        super().__init__()
+        if isinstance(preset, str):
+            if preset not in PRESETS:
+                raise ValueError(f'unknown preset {preset!r}; choose one of {sorted(PRESETS)}')
+            preset = PRESETS[preset]
+        self.config = config = preset
+        dim = 2 * config.embed_dim  # heads see frame-block | global-block tokens
+        self.aggregator = Aggregator(
+            img_size=config.img_size,
+            patch_size=config.patch_size,
+            dim=config.embed_dim,
+            depth=config.depth,
+            num_heads=config.num_heads,
+            mlp_ratio=config.mlp_ratio,
+            num_register_tokens=config.num_register_tokens,
+            dino_depth=config.dino_depth,
+            dino_num_heads=config.dino_num_heads,
+            output_layers={*config.dpt_layers, config.depth - 1},
+            rope_freq=config.rope_freq,
+        )
+        self.camera_head = CameraHead(
+            dim,
+            config.camera_trunk_depth,
+            config.camera_num_heads,
+            config.mlp_ratio,
+            config.camera_iterations,
+        )
+        dpt = dict(
+            layers=config.dpt_layers,
+            patch_size=config.patch_size,
+            features=config.dpt_features,
+            out_channels=config.dpt_out_channels,
+        )
+        self.point_head = DPTHead(dim, output_dim=4, activation='inv_log', **dpt)
+        self.depth_head = DPTHead(dim, output_dim=2, activation='exp', **dpt)
+
+    @property
+    def device(self) -> torch.device:
+        return self.aggregator.camera_token.device
+
+    @torch.inference_mode()
+    def forward_causal(self, images: Tensor, precision: str = 'auto') -> dict[str, Tensor]:
+        """images [S, 3, H, W] in [0, 1] -> pose_enc [S, 9], depth, depth_conf, world_points_conf
+        [S, H, W], world_points [S, H, W, 3]; frame t sees frames 0..t only."""
+        if images.ndim != 4:
+            raise ValueError(f'expected images [S, 3, H, W], got shape {tuple(images.shape)}')
+        self._check_size(images.shape[1:])
+        images = images.to(self.device, torch.float32)
+        with _autocast(self.device, autocast_dtype(self.device, precision)):
+            tokens = self.aggregator(images)
+        return self._predict(tokens, images.shape[-2:])
+
+    def new_session(
+        self,
+        window: int | None = None,
+        camera_cache: str = 'official',
+        merging: object | None = None,
+        precision: str = 'auto',
+    ) -> StreamSession:
+        """A stream over this model; see StreamSession."""
+        return StreamSession(self, window, camera_cache, merging, precision)
+
+    def compile_static_parts(self, **options) -> None:
+        """torch.compile what has fixed shapes within a stream (DINO and frame blocks, dense heads);
+        global blocks and the camera trunk attend over caches that grow, so they stay eager."""
+        for module in (
+            *self.aggregator.patch_embed.blocks,
+            *self.aggregator.frame_blocks,
+            self.point_head,
+            self.depth_head,
+        ):
+            module.compile(**options)
+
+    def _check_size(self, shape: tuple[int, ...]) -> None:
+        channels, height, width = shape
+        p = self.config.patch_size
+        if channels != 3 or height % p or width % p or not height or not width:
+            raise ValueError(
+                f'expected 3 x H x W images with H, W multiples of {p}, got {tuple(shape)}'
+            )
+
+    def _predict(
+        self,
+        tokens: dict[int, Tensor],
+        image_size: tuple[int, int],
+        camera_caches: list[KVCache] | None = None,
+    ) -> dict[str, Tensor]:
+        """All heads, in fp32 with autocast off (as the reference); dense heads in frame chunks."""
+        with torch.autocast(self.device.type, enabled=False):
+            tokens = {layer: t.float() for layer, t in tokens.items()}
+            pose_enc = self.camera_head(tokens[self.config.depth - 1], camera_caches)
+            frames = [slice(i, i + HEAD_CHUNK) for i in range(0, len(pose_enc), HEAD_CHUNK)]
+            chunks = [self._dense(tokens, chunk, image_size) for chunk in frames]
+        dense = {name: torch.cat([chunk[name] for chunk in chunks]) for name in chunks[0]}
+        return {'pose_enc': pose_enc, **dense}
+
+    def _dense(
+        self, tokens: dict[int, Tensor], frames: slice, image_size: tuple[int, int]
+    ) -> dict[str, Tensor]:
+        tokens = {layer: t[frames] for layer, t in tokens.items()}
+        start = self.aggregator.patch_start_idx
+        depth, depth_conf = self.depth_head(tokens, start, image_size)
+        points, points_conf = self.point_head(tokens, start, image_size)
+        return {
+            'depth': depth[..., 0],
+            'depth_conf': depth_conf,
+            'world_points': points,
+            'world_points_conf': points_conf,
+        }
+
+
+class StreamSession:
+    """One stream through a StreamVGGT: `step()` a frame at a time, `reset()` to start a new world.
+
+    window: None keeps every frame (the reference); W >= 2 keeps the first frame (the anchor, which
+        defines the world) and the W - 1 most recent frames, the current one included, in both the
+        aggregator and the camera-trunk caches. With W >= frames seen, outputs equal window=None.
+    camera_cache: 'official' = one trunk cache shared by the 4 refinement iterations (4 entries per
+        frame; reproduces the reference `inference()`); 'causal' = one cache per iteration
+        (reproduces `forward_causal`).
+    merging: token merging of cached frames; not available yet, must be None.
+    precision: 'auto' | 'fp32' | 'bf16' | 'fp16' for the aggregator; heads always run in fp32.
+    """
+
+    def __init__(
+        self,
+        model: StreamVGGT,
+        window: int | None,
+        camera_cache: str,
+        merging: object | None,
+        precision: str,
+    ) -> None:
+        if camera_cache not in CAMERA_CACHES:
+            raise ValueError(f'camera_cache must be one of {CAMERA_CACHES}, got {camera_cache!r}')
+        if merging is not None:
+            raise NotImplementedError('token merging is not implemented yet; pass merging=None')
+        autocast_dtype(model.device, precision)  # validates
+        self.model = model
+        self.window = window
+        self.camera_cache = camera_cache
+        self.precision = precision
+        config = model.config
+        self._tokens = KVCache(config.depth, window)
+        if camera_cache == 'official':
+            self._camera = [KVCache(config.camera_trunk_depth, window)] * config.camera_iterations
+        else:
+            self._camera = [
+                KVCache(config.camera_trunk_depth, window) for _ in range(config.camera_iterations)
+            ]
+        self._caches = [self._tokens, *dict.fromkeys(self._camera)]  # distinct caches, each once
+        self._frames_seen = 0
+        self._image_size: tuple[int, int] | None = None
+
+    @property
+    def frames_seen(self) -> int:
+        """Frames stepped since the session began or was last reset."""
+        return self._frames_seen
+
+    @property
+    def window_fill(self) -> int:
+        """Frames currently in the cache (anchor included)."""
+        return self._tokens.num_frames
+
+    @property
+    def caches(self) -> tuple[KVCache, ...]:
+        """The distinct key/value caches: the global blocks' first, then the camera trunk's."""
+        return tuple(self._caches)
+
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes allocated by all key/value caches."""
+        return sum(cache.nbytes for cache in self._caches)
+
+    def reset(self) -> None:
+        """Forget all frames: the next becomes the anchor and world origin. Buffers are kept."""
+        for cache in self._caches:
+            cache.reset()
+        self._frames_seen = 0
+        self._image_size = None
+
+    @torch.inference_mode()
+    def step(self, image: Tensor) -> dict[str, Tensor]:
+        """image [3, H, W] in [0, 1] -> pose_enc [9], depth, depth_conf, world_points_conf [H, W],
+        world_points [H, W, 3], on the model's device. All frames of a stream share one size."""
+        model = self.model
+        if image.ndim != 3:
+            raise ValueError(f'expected an image [3, H, W], got shape {tuple(image.shape)}')
+        model._check_size(image.shape)
+        size = tuple(image.shape[-2:])
+        if self._image_size not in (None, size):
+            raise ValueError(
+                f"frame size {size} differs from this stream's {self._image_size}; reset() first"
+            )
+        for cache in self._caches:
+            cache.new_frame()
+        images = image[None].to(model.device, torch.float32)
+        with _autocast(model.device, autocast_dtype(model.device, self.precision)):
+            tokens = model.aggregator(images, self._tokens, first=self._frames_seen == 0)
+        out = model._predict(tokens, size, self._camera)
+        self._image_size = size
+        self._frames_seen += 1
+        return {name: value[0] for name, value in out.items()}
