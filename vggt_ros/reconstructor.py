@@ -1,0 +1,187 @@
+"""One camera frame in, one FrameResult out: preprocessing, device, precision, streaming session.
+
+This is the ROS-free core that the node, the evaluation and the benchmarks share.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from vggt_ros.checkpoints import load_model
+from vggt_ros.model import StreamVGGT
+from vggt_ros.model.geometry import invert_rigid, pose_encoding_to_extri_intri, to_homogeneous
+
+PATCH_SIZE = 14
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """Everything the model says about one frame, as numpy arrays at model resolution (H, W).
+
+    Poses are in the world of the session (the first camera after a reset, OpenCV axes) and in the
+    model's normalised, non-metric scale.
+    """
+
+    frame_index: int
+    stamp: float | None
+    world_from_camera: np.ndarray  # 4x4 float64, the camera pose (inverse extrinsic)
+    camera_from_world: np.ndarray  # 4x4 float64, the extrinsic
+    K: np.ndarray  # 3x3 float64, principal point at (W/2, H/2)
+    depth: np.ndarray  # HxW float32, z-depth
+    confidence: np.ndarray  # HxW float32, depth confidence in (1, inf), higher is better
+    colours: np.ndarray  # HxWx3 uint8, the image the model saw
+    world_points: np.ndarray  # HxWx3 float32, from the point head
+    world_points_conf: np.ndarray  # HxW float32
+    pose_enc: np.ndarray  # 9 float32: t, quaternion xyzw, fov_h, fov_w
+    timings: dict[str, float] = field(
+        default_factory=dict
+    )  # seconds: preprocess, model, postprocess
+
+
+def model_size(height: int, width: int, image_width: int = 518) -> tuple[int, int]:
+    """(H, W) the model sees for a height x width input (the reference "crop" mode): width scaled
+    to image_width, height rounded to a multiple of 14, centre-cropped to at most image_width."""
+    return min(_resized_height(height, width, image_width), image_width), image_width
+
+
+def _resized_height(height: int, width: int, image_width: int) -> int:
+    if image_width <= 0 or image_width % PATCH_SIZE:
+        raise ValueError(
+            f'image_width must be a positive multiple of {PATCH_SIZE}, got {image_width}'
+        )
+    if height <= 0 or width <= 0:
+        raise ValueError(f'image size must be positive, got {height}x{width}')
+    # Python's round (half to even) as in the reference preprocessing, so sizes match it exactly.
+    resized = round(height * image_width / width / PATCH_SIZE) * PATCH_SIZE
+    if resized == 0:
+        raise ValueError(
+            f'a {width}x{height} image is too wide: it would be less than {PATCH_SIZE} px high'
+        )
+    return resized
+
+
+def check_rgb(rgb: np.ndarray) -> None:
+    """Raise a clear error unless rgb is a non-empty HxWx3 uint8 array."""
+    if not isinstance(rgb, np.ndarray):
+        raise TypeError(f'expected a numpy HxWx3 uint8 image, got {type(rgb).__name__}')
+    if rgb.dtype != np.uint8:
+        raise ValueError(f'expected a uint8 RGB image, got dtype {rgb.dtype}')
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f'expected an HxWx3 RGB image, got shape {rgb.shape}')
+    if rgb.shape[0] == 0 or rgb.shape[1] == 0:
+        raise ValueError(f'empty image, shape {rgb.shape}')
+
+
+class Reconstructor:
+    """Streams frames through a StreamVGGT session; `reset()` starts a new world."""
+
+    def __init__(
+        self,
+        model: StreamVGGT,
+        *,
+        image_width: int = 518,
+        window: int | None = None,
+        camera_cache: str = 'official',
+        merging: object | None = None,
+        precision: str = 'auto',
+    ) -> None:
+        model_size(PATCH_SIZE, PATCH_SIZE, image_width)  # validates image_width
+        self.model = model
+        self.image_width = image_width
+        self.device = model.device
+        # The session owns autocast (aggregator in bf16/fp16 on GPU, heads always fp32).
+        self.session = model.new_session(
+            window=window, camera_cache=camera_cache, merging=merging, precision=precision
+        )
+        self.frame_index = 0
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        checkpoint: str | os.PathLike | None,
+        preset: str = 'streamvggt-1b',
+        device: str | torch.device = 'cpu',
+        cache_dir: str | os.PathLike | None = None,
+        **options,
+    ) -> Reconstructor:
+        """Load the model (see checkpoints.load_model) and wrap it; options go to __init__."""
+        return cls(load_model(checkpoint, preset, device, cache_dir), **options)
+
+    def reset(self) -> None:
+        """Forget all frames: the next frame becomes the world origin."""
+        self.session.reset()
+        self.frame_index = 0
+
+    def preprocess(self, rgb: np.ndarray) -> Tensor:
+        """HxWx3 uint8 -> [3, H, W] float in [0, 1] on the model's device, at model_size().
+
+        Resizing on the device keeps the CPU free; ImageNet normalisation happens inside the model.
+        """
+        check_rgb(rgb)
+        height, width = rgb.shape[:2]
+        resized = _resized_height(height, width, self.image_width)
+        image = (
+            torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device).permute(2, 0, 1).float()
+            / 255
+        )
+        if (resized, self.image_width) != (height, width):
+            image = F.interpolate(
+                image[None],
+                size=(resized, self.image_width),
+                mode='bicubic',
+                align_corners=False,
+                antialias=True,
+            )[0].clamp_(0, 1)
+        top = max(resized - self.image_width, 0) // 2
+        return image[:, top : top + self.image_width]
+
+    def step(self, rgb: np.ndarray, stamp: float | None = None) -> FrameResult:
+        """Run one frame through the session and return its pose, depth and points."""
+        start = time.perf_counter()
+        image = self.preprocess(rgb)
+        preprocessed = self._clock()
+        out = self.session.step(image)
+        inferred = self._clock()
+        result = self._to_result(out, image, stamp)
+        result.timings.update(
+            preprocess=preprocessed - start,
+            model=inferred - preprocessed,
+            postprocess=time.perf_counter() - inferred,
+        )
+        self.frame_index += 1
+        return result
+
+    def _clock(self) -> float:
+        # GPU work is asynchronous; without a sync the time would land in the wrong phase.
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
+
+    def _to_result(self, out: dict[str, Tensor], image: Tensor, stamp: float | None) -> FrameResult:
+        height, width = image.shape[-2:]
+        pose_enc = out['pose_enc'].detach().float().reshape(9).cpu()
+        extrinsic, K = pose_encoding_to_extri_intri(pose_enc.double(), (height, width))
+
+        def hw(name: str, *trailing: int) -> np.ndarray:
+            return out[name].detach().float().reshape(height, width, *trailing).cpu().numpy()
+
+        return FrameResult(
+            frame_index=self.frame_index,
+            stamp=stamp,
+            world_from_camera=invert_rigid(extrinsic).numpy(),
+            camera_from_world=to_homogeneous(extrinsic).numpy(),
+            K=K.numpy(),
+            depth=hw('depth'),
+            confidence=hw('depth_conf'),
+            colours=image.permute(1, 2, 0).mul(255).round().to(torch.uint8).cpu().numpy(),
+            world_points=hw('world_points', 3),
+            world_points_conf=hw('world_points_conf'),
+            pose_enc=pose_enc.numpy(),
+        )
