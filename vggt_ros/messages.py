@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import array
 import io
+from collections.abc import Mapping
 
 import numpy as np
 import torch
 from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Pose, Quaternion, Transform, TransformStamped, Vector3
 from nav_msgs.msg import Odometry
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
@@ -227,4 +229,17 @@ def intrinsics_to_camera_info(K: np.ndarray, width: int, height: int, header: He
         k=k,
         r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
         p=projection,
+    )
+
+
+def diagnostic_status(
+    name: str, level: int, message: str, hardware_id: str, values: Mapping[str, object]
+) -> DiagnosticStatus:
+    """DiagnosticStatus with level 0 OK, 1 WARN, 2 ERROR, 3 STALE; values become strings."""
+    return DiagnosticStatus(
+        level=bytes([level]),
+        name=name,
+        message=message,
+        hardware_id=hardware_id,
+        values=[KeyValue(key=key, value=str(value)) for key, value in values.items()],
     )
