@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from merging_agreement import report
 
-from vggt_ros.model import StreamVGGT
+from vggt_ros.model import MergingConfig, StreamVGGT
 from vggt_ros.model.synthetic_weights import synthetic_state_dict
 
 DATA = Path(__file__).parent / 'data'
@@ -70,3 +71,12 @@ def test_forward_causal_matches_reference_forward(model, golden):
 def test_streaming_causal_camera_cache_matches_reference_forward(model, golden):
     actual = stream(model, golden['images'], camera_cache='causal')
     assert_outputs_close('session causal', actual, golden['causal'])
+
+
+def test_merging_agreement_is_reported(model, golden):
+    """Merging changes the outputs, so this reports by how much (pytest -s), asserting nothing
+    beyond finiteness. At 28 x 42 px the grid is 2 x 3 patches: of 11 tokens a merged frame keeps
+    8 (7 destinations, 1 protected), so the effect is small by construction."""
+    merged = stream(model, golden['images'], camera_cache='official', merging=MergingConfig())
+    numbers = report('golden 1B 28x42', merged, golden['streaming'])
+    assert all(torch.isfinite(torch.tensor(value)) for value in numbers.values())

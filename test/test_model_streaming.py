@@ -179,5 +179,5 @@ def test_session_rejects_bad_input(model, images):
         model.new_session(precision='int8')
     with pytest.raises(ValueError, match='window'):
         model.new_session(window=1)
-    with pytest.raises(NotImplementedError):
+    with pytest.raises(TypeError, match='merging'):
         model.new_session(merging='fastvggt')

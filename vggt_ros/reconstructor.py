@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,6 +19,7 @@ from torch import Tensor
 from vggt_ros.checkpoints import load_model
 from vggt_ros.model import StreamVGGT
 from vggt_ros.model.geometry import invert_rigid, pose_encoding_to_extri_intri, to_homogeneous
+from vggt_ros.model.merging import MergingConfig
 
 PATCH_SIZE = 14
 
@@ -89,7 +92,7 @@ class Reconstructor:
         image_width: int = 518,
         window: int | None = None,
         camera_cache: str = 'official',
-        merging: object | None = None,
+        merging: MergingConfig | Mapping[str, Any] | None = None,
         precision: str = 'auto',
     ) -> None:
         model_size(PATCH_SIZE, PATCH_SIZE, image_width)  # validates image_width
@@ -118,6 +121,10 @@ class Reconstructor:
         """Forget all frames: the next frame becomes the world origin."""
         self.session.reset()
         self.frame_index = 0
+
+    def set_merging(self, merging: MergingConfig | Mapping[str, Any] | None) -> None:
+        """Switch token merging from the next frame on, without a reset (see StreamSession)."""
+        self.session.set_merging(merging)
 
     def preprocess(self, rgb: np.ndarray) -> Tensor:
         """HxWx3 uint8 -> [3, H, W] float in [0, 1] on the model's device, at model_size().

@@ -1,5 +1,6 @@
 """StreamVGGT in pure PyTorch (no ROS): the model, its presets and streaming sessions."""
 
+from vggt_ros.model.merging import MergingConfig
 from vggt_ros.model.streamvggt import (
     PRESETS,
     StreamSession,
@@ -10,6 +11,7 @@ from vggt_ros.model.streamvggt import (
 )
 
 __all__ = [
+    'MergingConfig',
     'PRESETS',
     'StreamSession',
     'StreamVGGT',

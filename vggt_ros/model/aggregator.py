@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from vggt_ros.model.dino import DinoVisionTransformer
 from vggt_ros.model.kv_cache import KVCache
-from vggt_ros.model.layers import Block, frame_causal_mask
+from vggt_ros.model.layers import Block, TokenMerger, frame_causal_mask
 from vggt_ros.model.rope import rope_tables, token_positions
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -65,15 +65,23 @@ class Aggregator(nn.Module):
             self.register_buffer(name, constant, persistent=False)
 
     def forward(
-        self, images: Tensor, cache: KVCache | None = None, first: bool = True
+        self,
+        images: Tensor,
+        cache: KVCache | None = None,
+        first: bool = True,
+        merger: TokenMerger | None = None,
+        merge_start: int = 0,
     ) -> dict[int, Tensor]:
         """Tokens of `output_layers` for images [S, 3, H, W].
 
         Without a cache the S frames are a whole causal sequence. With the global blocks' cache
         (already told `new_frame()`), images holds the stream's next frame (S = 1). `first` marks
         the frame that takes special-token slot 0: the first of the sequence, or of the stream.
+        A merger (streaming only) merges that frame's tokens in global blocks from `merge_start`.
         """
         frames, _, height, width = images.shape
+        if merger is not None and (cache is None or frames != 1):
+            raise ValueError('token merging needs a cache and one frame at a time')
         rows, cols = height // self.patch_size, width // self.patch_size
         x = self.patch_embed((images - self._resnet_mean) / self._resnet_std)
         x = torch.cat([self._special_tokens(frames, first).to(x.dtype), x], dim=1)
@@ -91,7 +99,10 @@ class Aggregator(nn.Module):
             x = frame_block(x, rope)
             per_frame = x
             layer_cache = cache[i] if cache is not None else None
-            x = global_block(x.reshape(1, frames * tokens, dim), global_rope, mask, layer_cache)
+            block_merger = merger if i >= merge_start else None
+            x = global_block(
+                x.reshape(1, frames * tokens, dim), global_rope, mask, layer_cache, block_merger
+            )
             x = x.reshape(frames, tokens, dim)
             if i in self.output_layers:
                 out[i] = torch.cat([per_frame, x], dim=-1)

@@ -21,6 +21,20 @@ class KVStore(Protocol):
     def extend(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]: ...
 
 
+class TokenMerge(Protocol):
+    """A plan that shortens a token sequence before attention and restores it afterwards."""
+
+    def merge(self, x: Tensor) -> Tensor: ...
+
+    def unmerge(self, x: Tensor) -> Tensor: ...
+
+
+class TokenMerger(Protocol):
+    """Makes a block's TokenMerge from the attention input (e.g. FastVGGT's FramePartition)."""
+
+    def match(self, metric: Tensor) -> TokenMerge: ...
+
+
 def frame_causal_mask(
     frames: int, tokens_per_frame: int, device: torch.device | None = None
 ) -> Tensor:
@@ -59,7 +73,9 @@ class Attention(nn.Module):
     """Multi-head self-attention with optional QK-LayerNorm, 2-D RoPE, mask and KV cache.
 
     Order per the reference: qkv projection, q/k LayerNorm, RoPE; only then does a cache receive
-    the keys, so cached keys are never normalised or rotated again.
+    the keys, so cached keys are never normalised or rotated again. A merger (token merging)
+    shortens q, k and v at that point too, so the cache holds the merged keys/values; the output
+    is unmerged back to all input tokens.
     """
 
     def __init__(self, dim: int, num_heads: int, qk_norm: bool = False) -> None:
@@ -77,8 +93,10 @@ class Attention(nn.Module):
         rope: RopeTables | None = None,
         attn_mask: Tensor | None = None,
         cache: KVStore | None = None,
+        merger: TokenMerger | None = None,
     ) -> Tensor:
         batch, tokens, dim = x.shape
+        merge = merger.match(x) if merger is not None else None
         q, k, v = (
             self.qkv(x)
             .reshape(batch, tokens, 3, self.num_heads, -1)
@@ -88,10 +106,13 @@ class Attention(nn.Module):
         q, k = self.q_norm(q), self.k_norm(k)
         if rope is not None:
             q, k = apply_rope(q, rope), apply_rope(k, rope)
+        if merge is not None:
+            q, k, v = merge.merge(q), merge.merge(k), merge.merge(v)
         if cache is not None:
             k, v = cache.extend(k, v)
         x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        return self.proj(x.transpose(1, 2).reshape(batch, tokens, dim))
+        x = self.proj(x.transpose(1, 2).reshape(batch, -1, dim))
+        return x if merge is None else merge.unmerge(x)
 
 
 class Block(nn.Module):
@@ -120,6 +141,7 @@ class Block(nn.Module):
         rope: RopeTables | None = None,
         attn_mask: Tensor | None = None,
         cache: KVStore | None = None,
+        merger: TokenMerger | None = None,
     ) -> Tensor:
-        x = x + self.ls1(self.attn(self.norm1(x), rope, attn_mask, cache))
+        x = x + self.ls1(self.attn(self.norm1(x), rope, attn_mask, cache, merger))
         return x + self.ls2(self.mlp(self.norm2(x)))

@@ -8,7 +8,9 @@ with camera_cache='causal'; with 'official' it reproduces the reference `inferen
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -16,6 +18,12 @@ from torch import Tensor, nn
 from vggt_ros.model.aggregator import Aggregator
 from vggt_ros.model.heads import CameraHead, DPTHead
 from vggt_ros.model.kv_cache import KVCache
+from vggt_ros.model.merging import (
+    FramePartition,
+    MergingConfig,
+    as_merging_config,
+    partition_frame,
+)
 
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 CAMERA_CACHES = ('official', 'causal')
@@ -147,7 +155,7 @@ class StreamVGGT(nn.Module):
         self,
         window: int | None = None,
         camera_cache: str = 'official',
-        merging: object | None = None,
+        merging: MergingConfig | Mapping[str, Any] | None = None,
         precision: str = 'auto',
     ) -> StreamSession:
         """A stream over this model; see StreamSession."""
@@ -211,7 +219,9 @@ class StreamSession:
     camera_cache: 'official' = one trunk cache shared by the 4 refinement iterations (4 entries per
         frame; reproduces the reference `inference()`); 'causal' = one cache per iteration
         (reproduces `forward_causal`).
-    merging: token merging of cached frames; not available yet, must be None.
+    merging: FastVGGT token merging (a MergingConfig, a mapping of its fields, or None = off):
+        every frame but the anchor is merged in the global blocks and cached merged. Frames cached
+        with and without merging share the window, so `set_merging()` may switch it between frames.
     precision: 'auto' | 'fp32' | 'bf16' | 'fp16' for the aggregator; heads always run in fp32.
     """
 
@@ -220,14 +230,13 @@ class StreamSession:
         model: StreamVGGT,
         window: int | None,
         camera_cache: str,
-        merging: object | None,
+        merging: MergingConfig | Mapping[str, Any] | None,
         precision: str,
     ) -> None:
         if camera_cache not in CAMERA_CACHES:
             raise ValueError(f'camera_cache must be one of {CAMERA_CACHES}, got {camera_cache!r}')
-        if merging is not None:
-            raise NotImplementedError('token merging is not implemented yet; pass merging=None')
         autocast_dtype(model.device, precision)  # validates
+        self._merging = as_merging_config(merging)
         self.model = model
         self.window = window
         self.camera_cache = camera_cache
@@ -255,6 +264,15 @@ class StreamSession:
         return self._tokens.num_frames
 
     @property
+    def merging(self) -> MergingConfig | None:
+        """The merging option that applies to the next frame."""
+        return self._merging
+
+    def set_merging(self, merging: MergingConfig | Mapping[str, Any] | None) -> None:
+        """Switch token merging for the following frames; the cached frames stay as they are."""
+        self._merging = as_merging_config(merging)
+
+    @property
     def caches(self) -> tuple[KVCache, ...]:
         """The distinct key/value caches: the global blocks' first, then the camera trunk's."""
         return tuple(self._caches)
@@ -270,6 +288,12 @@ class StreamSession:
             cache.reset()
         self._frames_seen = 0
         self._image_size = None
+
+    def _swap_global_cache(self, cache: KVCache) -> None:
+        """Protected seam for the benchmark (vggt_ros.bench): put another cache with KVCache's
+        interface (new_frame, reset, num_frames, nbytes, [layer].extend) behind the global blocks,
+        e.g. a reference-style one, keeping the rest of the session's state."""
+        self._caches[0] = self._tokens = cache
 
     @torch.inference_mode()
     def step(self, image: Tensor) -> dict[str, Tensor]:
@@ -287,9 +311,32 @@ class StreamSession:
         for cache in self._caches:
             cache.new_frame()
         images = image[None].to(model.device, torch.float32)
+        partition = self._partition(size)
         with _autocast(model.device, autocast_dtype(model.device, self.precision)):
-            tokens = model.aggregator(images, self._tokens, first=self._frames_seen == 0)
+            tokens = model.aggregator(
+                images,
+                self._tokens,
+                first=self._frames_seen == 0,
+                merger=partition,
+                merge_start=self._merging.merge_start if partition is not None else 0,
+            )
         out = model._predict(tokens, size, self._camera)
         self._image_size = size
         self._frames_seen += 1
         return {name: value[0] for name, value in out.items()}
+
+    def _partition(self, size: tuple[int, int]) -> FramePartition | None:
+        """This frame's merging partition; None when merging is off or for the anchor frame,
+        which is kept whole as FastVGGT keeps its first frame whole."""
+        merging = self._merging
+        if merging is None or not merging.enabled or self._frames_seen == 0:
+            return None
+        rows, cols = (side // self.model.config.patch_size for side in size)
+        return partition_frame(
+            merging,
+            rows,
+            cols,
+            self.model.aggregator.patch_start_idx,
+            self._frames_seen,
+            self.model.device,
+        )
