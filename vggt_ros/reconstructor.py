@@ -134,10 +134,10 @@ class Reconstructor:
         check_rgb(rgb)
         height, width = rgb.shape[:2]
         resized = _resized_height(height, width, self.image_width)
-        image = (
-            torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device).permute(2, 0, 1).float()
-            / 255
-        )
+        if not rgb.flags.writeable:  # e.g. a view of a ROS message buffer; torch wants to own it
+            rgb = rgb.copy()
+        pixels = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device)
+        image = pixels.permute(2, 0, 1).float() / 255
         if (resized, self.image_width) != (height, width):
             image = F.interpolate(
                 image[None],

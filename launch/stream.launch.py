@@ -1,0 +1,110 @@
+"""Run the vggt_ros stream node on a camera topic, optionally with rviz2.
+
+    ros2 launch vggt_ros stream.launch.py image:=/camera/image_raw \\
+        checkpoint:=$HOME/vggt_weights/checkpoints.pth use_rviz:=true
+
+Every node parameter lives in params_file (default: the installed config/stream.yaml); the
+arguments checkpoint and use_sim_time override it. For a bag: `ros2 bag play BAG --clock` and
+use_sim_time:=true.
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.conditions import IfCondition
+from launch.launch_description import LaunchDescription
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+
+PACKAGE = 'vggt_ros'
+NODE_NAME = 'vggt_stream'
+
+
+def _node_parameters(context):
+    """The params file, then the node parameters given as launch arguments."""
+    overrides = {
+        'use_sim_time': ParameterValue(LaunchConfiguration('use_sim_time'), value_type=bool),
+    }
+    checkpoint = LaunchConfiguration('checkpoint').perform(context)
+    if checkpoint:  # empty keeps the params file's checkpoint
+        overrides['checkpoint'] = ParameterValue(checkpoint, value_type=str)
+    return [LaunchConfiguration('params_file'), overrides]
+
+
+def _nodes(context):
+    image = LaunchConfiguration('image').perform(context)
+    stream = Node(
+        package=PACKAGE,
+        executable='stream_node',
+        name=NODE_NAME,
+        namespace=LaunchConfiguration('namespace'),
+        parameters=_node_parameters(context),
+        # Both transports, so image_transport: compressed needs no other argument.
+        remappings=[('image', image), ('image/compressed', f'{image}/compressed')],
+        arguments=['--ros-args', '--log-level', LaunchConfiguration('log_level')],
+        output='screen',
+        emulate_tty=True,
+    )
+    rviz = Node(
+        package='rviz2',
+        executable='rviz2',
+        arguments=[
+            '-d',
+            os.path.join(get_package_share_directory(PACKAGE), 'config', 'stream.rviz'),
+        ],
+        parameters=[
+            {
+                'use_sim_time': ParameterValue(
+                    LaunchConfiguration('use_sim_time'), value_type=bool
+                ),
+            }
+        ],
+        condition=IfCondition(LaunchConfiguration('use_rviz')),
+        output='screen',
+    )
+    return [stream, rviz]
+
+
+def generate_launch_description():
+    default_params = os.path.join(get_package_share_directory(PACKAGE), 'config', 'stream.yaml')
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument(
+                'image',
+                default_value='/camera/image_raw',
+                description='Camera topic (sensor_msgs/Image); with image_transport: compressed, '
+                'its /compressed sibling is used.',
+            ),
+            DeclareLaunchArgument(
+                'params_file',
+                default_value=default_params,
+                description='YAML file with the node parameters.',
+            ),
+            DeclareLaunchArgument(
+                'checkpoint',
+                default_value='',
+                description='Weights (file or Hugging Face id). Empty: the params file value.',
+            ),
+            DeclareLaunchArgument(
+                'namespace', default_value='', description='Namespace of the node and its topics.'
+            ),
+            DeclareLaunchArgument(
+                'use_sim_time',
+                default_value='false',
+                description='Follow /clock (bag replay with --clock).',
+            ),
+            DeclareLaunchArgument(
+                'use_rviz',
+                default_value='false',
+                description='Start rviz2 with config/stream.rviz.',
+            ),
+            DeclareLaunchArgument(
+                'log_level',
+                default_value='info',
+                description='Log level of the stream node: debug, info, warn, error or fatal.',
+            ),
+            OpaqueFunction(function=_nodes),
+        ]
+    )

@@ -1,0 +1,565 @@
+"""The stream node over the real ROS 2 middleware (never a mock of ROS).
+
+Most tests run the node in-process, spun by an executor in a thread beside a peer node that
+publishes images and listens, with a stand-in model whose poses and depths are known, so the
+published TF, depth, CameraInfo and clouds can be checked against what the conventions imply.
+Others run the tiny preset, in-process and as the real `stream_node` entry point.
+"""
+
+import io
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rclpy
+import torch
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray
+from nav_msgs.msg import Odometry
+from nav_msgs.msg import Path as PathMessage
+from PIL import Image as PILImage
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from rclpy.parameter_client import AsyncParameterClient
+from rclpy.qos import QoSDurabilityPolicy, QoSProfile
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from standin_model import StandInModel
+from std_msgs.msg import Header
+from std_srvs.srv import Trigger
+from tf2_msgs.msg import TFMessage
+
+from vggt_ros import messages
+from vggt_ros.checkpoints import load_model
+from vggt_ros.node import StartupError, StreamNode
+from vggt_ros.reconstructor import Reconstructor
+
+ROOT = Path(__file__).parent.parent
+HEIGHT, WIDTH = 70, 126  # multiples of 14: the model sees the image as it is
+FX, FY = 100.0, 90.0
+CAMERA = 'test_camera_optical_frame'
+NS = '/vggt_stream'
+TIMEOUT = 15.0
+TOPICS = {
+    '/tf': TFMessage,
+    f'{NS}/depth': Image,
+    f'{NS}/depth/camera_info': CameraInfo,
+    f'{NS}/confidence': Image,
+    f'{NS}/points': PointCloud2,
+    f'{NS}/odometry': Odometry,
+    f'{NS}/path': PathMessage,
+    f'{NS}/map': PointCloud2,
+    '/diagnostics': DiagnosticArray,
+}
+LATCHED = QoSProfile(depth=1, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+
+# World poses of the stand-in's frames: (rotation about the optical y axis in rad, centre).
+# Frame 1 moved +1 along the first camera's optical z; frame 2 also turned.
+POSES = [(0.0, (0.0, 0.0, 0.0)), (0.0, (0.0, 0.0, 1.0)), (0.5, (0.3, -0.2, 1.5))]
+
+
+def rot_y(angle):
+    c, s = math.cos(angle), math.sin(angle)
+    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+
+
+def known_depth(height, width):
+    v, u = np.mgrid[0:height, 0:width]
+    return (2.0 + 0.01 * u + 0.02 * v).astype(np.float32)
+
+
+def pose_encoding(index, height, width):
+    """The raw model output for frame `index`: camera-from-world t, quaternion xyzw, fovs."""
+    angle, centre = POSES[index % len(POSES)]
+    camera_from_world = rot_y(-angle)
+    t = -camera_from_world @ np.array(centre)
+    quaternion = (0.0, math.sin(-angle / 2), 0.0, math.cos(-angle / 2))
+    fov_h, fov_w = 2 * math.atan(height / 2 / FY), 2 * math.atan(width / 2 / FX)
+    return torch.tensor([*t, *quaternion, fov_h, fov_w], dtype=torch.float64)
+
+
+def known_source(index, height, width):
+    return pose_encoding(index, height, width), torch.from_numpy(known_depth(height, width))
+
+
+def expected_world_points(index):
+    """Where the known depth puts every pixel of frame `index`, in the optical world."""
+    angle, centre = POSES[index % len(POSES)]
+    depth = known_depth(HEIGHT, WIDTH)
+    v, u = np.mgrid[0:HEIGHT, 0:WIDTH]
+    camera = np.stack([(u - WIDTH / 2) * depth / FX, (v - HEIGHT / 2) * depth / FY, depth], -1)
+    return camera @ rot_y(angle).T + np.array(centre)
+
+
+def transform_matrix(transform):
+    q, t = transform.rotation, transform.translation
+    x, y, z, w = q.x, q.y, q.z, q.w
+    rotation = np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
+    return rotation, np.array([t.x, t.y, t.z])
+
+
+def rgb_image(seq, height=HEIGHT, width=WIDTH, encoding='rgb8', stamp=None):
+    pixels = np.random.default_rng(seq).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    header = Header(stamp=stamp or Time(sec=100 + seq, nanosec=seq), frame_id=CAMERA)
+    return messages.array_to_image(pixels, encoding, header)
+
+
+def stamp_of(message):
+    return (
+        message.transforms[0].header.stamp
+        if isinstance(message, TFMessage)
+        else (message.header.stamp)
+    )
+
+
+def diagnostic_values(message):
+    (status,) = message.status
+    return {kv.key: kv.value for kv in status.values}
+
+
+class Harness:
+    """A StreamNode and a peer node, spun by one executor in a background thread."""
+
+    def __init__(self, reconstructor, topics=TOPICS, **overrides):
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        overrides.setdefault('diagnostics_period', 0.1)
+        self.node = StreamNode(
+            reconstructor=reconstructor,
+            context=self.context,
+            parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()],
+        )
+        self.peer = rclpy.create_node('vggt_test_peer', context=self.context)
+        self.received = defaultdict(list)
+        self._lock = threading.Lock()
+        self.executor = SingleThreadedExecutor(context=self.context)
+        for node in (self.node, self.peer):
+            self.executor.add_node(node)
+        self._spinner = threading.Thread(target=self.executor.spin, daemon=True)
+        self._spinner.start()
+        self.images = self.peer.create_publisher(Image, 'image', 10)
+        self.compressed = self.peer.create_publisher(CompressedImage, 'image/compressed', 10)
+        subscriptions = [
+            self.peer.create_subscription(
+                kind,
+                topic,
+                lambda msg, topic=topic: self._store(topic, msg),
+                LATCHED if topic.endswith('/map') else 10,
+            )
+            for topic, kind in topics.items()
+        ]
+        # Outputs are computed only for matched subscribers: wait for every match first.
+        self.wait(lambda: all(s.get_publisher_count() for s in subscriptions), 'outputs matched')
+
+    def _store(self, topic, message):
+        with self._lock:
+            self.received[topic].append(message)
+
+    def messages(self, topic):
+        with self._lock:
+            return list(self.received[topic])
+
+    def wait(self, condition, what, timeout=TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert time.monotonic() < deadline, f'timed out waiting for {what}'
+            time.sleep(0.01)
+
+    def wait_for(self, topic, stamp):
+        """The message on `topic` stamped `stamp`, waiting for it."""
+        found = []
+
+        def arrived():
+            found[:] = [m for m in self.messages(topic) if stamp_of(m) == stamp]
+            return found
+
+        self.wait(arrived, f'{topic} at {stamp}')
+        return found[-1]
+
+    def send(self, message, wait_topic='/tf'):
+        """Publish an image; with a wait_topic, return what arrives there for its stamp."""
+        publisher = self.compressed if isinstance(message, CompressedImage) else self.images
+        self.wait(lambda: publisher.get_subscription_count(), 'the node to subscribe')
+        publisher.publish(message)
+        return self.wait_for(wait_topic, message.header.stamp) if wait_topic else None
+
+    def diagnostics(self, condition=lambda values: True, since=0):
+        """The newest /diagnostics values that satisfy `condition`, from message `since` on."""
+
+        def newest():
+            matching = [diagnostic_values(m) for m in self.messages('/diagnostics')[since:]]
+            matching = [values for values in matching if condition(values)]
+            return matching[-1] if matching else None
+
+        self.wait(newest, '/diagnostics')
+        return newest()
+
+    def call(self, future):
+        self.wait(future.done, 'a response')
+        return future.result()
+
+    def close(self):
+        self.executor.shutdown()
+        self._spinner.join(timeout=TIMEOUT)
+        self.node.destroy_node()
+        self.peer.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+@pytest.fixture
+def harness_factory():
+    harnesses = []
+
+    def make(source=known_source, reconstructor=None, topics=TOPICS, **overrides):
+        reconstructor = reconstructor or Reconstructor(StandInModel(source), image_width=WIDTH)
+        harnesses.append(Harness(reconstructor, topics, **overrides))
+        return harnesses[-1]
+
+    yield make
+    for harness in harnesses:
+        harness.close()
+
+
+@pytest.fixture
+def context():
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.shutdown(context=context)
+
+
+def test_conventions_tf_depth_camera_info_and_clouds(harness_factory):
+    harness = harness_factory(**{'map.period': 0.01, 'map.voxel_size': 0.001})
+    for index in range(3):
+        image = rgb_image(index)
+        tf = harness.send(image)
+        (transform,) = tf.transforms
+        assert transform.header.frame_id == 'vggt_world' and transform.child_frame_id == CAMERA
+        rotation, translation = transform_matrix(transform.transform)
+        angle, centre = POSES[index]
+        assert translation == pytest.approx(centre, abs=1e-5)  # frame 1: z = +1
+        assert rotation == pytest.approx(rot_y(angle), abs=1e-5)
+
+        depth = harness.wait_for(f'{NS}/depth', image.header.stamp)
+        info = harness.wait_for(f'{NS}/depth/camera_info', image.header.stamp)
+        assert depth.encoding == '32FC1' and depth.header.frame_id == CAMERA
+        assert (depth.height, depth.width) == (info.height, info.width) == (HEIGHT, WIDTH)
+        assert messages.image_to_array(depth) == pytest.approx(known_depth(HEIGHT, WIDTH))
+        assert info.header.frame_id == CAMERA
+        assert info.k == pytest.approx([FX, 0, WIDTH / 2, 0, FY, HEIGHT / 2, 0, 0, 1])
+
+        cloud = harness.wait_for(f'{NS}/points', image.header.stamp)
+        assert [f.name for f in cloud.fields] == ['x', 'y', 'z', 'rgb']
+        assert (cloud.height, cloud.width, cloud.point_step) == (HEIGHT, WIDTH, 16)
+        assert cloud.header.frame_id == CAMERA
+        points, colours = messages.cloud_to_arrays(cloud)
+        # Points carried into the world by the published TF land where the known depth puts them.
+        in_world = points @ rotation.T + translation
+        assert in_world == pytest.approx(expected_world_points(index), abs=1e-4)
+        assert np.array_equal(colours, messages.image_to_rgb(image))
+
+        odometry = harness.wait_for(f'{NS}/odometry', image.header.stamp)
+        position = odometry.pose.pose.position
+        assert (odometry.header.frame_id, odometry.child_frame_id) == ('vggt_world', CAMERA)
+        assert [position.x, position.y, position.z] == pytest.approx(centre, abs=1e-5)
+
+    path = harness.wait_for(f'{NS}/path', image.header.stamp)
+    assert len(path.poses) == 3 and path.header.frame_id == 'vggt_world'
+    map_cloud = harness.wait_for(f'{NS}/map', image.header.stamp)
+    map_points = messages.cloud_to_arrays(map_cloud)[0].reshape(-1, 3)
+    seen = np.concatenate([expected_world_points(i).reshape(-1, 3) for i in range(3)])
+    assert map_cloud.header.frame_id == 'vggt_world'
+    assert HEIGHT * WIDTH <= len(map_points) <= len(seen)
+    sample = map_points[np.random.default_rng(0).choice(len(map_points), 100)]
+    assert all(np.abs(seen - point).max(axis=1).min() < 1e-4 for point in sample)
+
+
+def test_ros_world_axes_put_forward_motion_on_x(harness_factory):
+    harness = harness_factory(world_axes='ros', world_frame='odom', camera_frame='cam_opt')
+    harness.send(rgb_image(0))
+    (transform,) = harness.send(rgb_image(1)).transforms
+    assert (transform.header.frame_id, transform.child_frame_id) == ('odom', 'cam_opt')
+    rotation, translation = transform_matrix(transform.transform)
+    assert translation == pytest.approx([1, 0, 0], abs=1e-5)
+    # The camera still looks along world x: its optical z axis is the body x axis.
+    assert rotation @ [0, 0, 1] == pytest.approx([1, 0, 0], abs=1e-5)
+
+
+def test_runtime_parameters_are_validated_and_applied(harness_factory):
+    harness = harness_factory()
+    client = AsyncParameterClient(harness.peer, 'vggt_stream')
+    assert client.wait_for_services(timeout_sec=TIMEOUT)
+
+    def set_parameter(name, value):
+        (result,) = harness.call(client.set_parameters([Parameter(name, value=value)])).results
+        return result
+
+    harness.send(rgb_image(0))
+    assert set_parameter('conf_threshold', 20.0).successful  # the stand-in's confidence is 10
+    rejected = [
+        set_parameter('conf_threshold', -1.0),
+        set_parameter('scale', 'big'),
+        set_parameter('preset', 'tiny'),
+        set_parameter('points.decimation', 0),
+    ]
+    assert not any(result.successful for result in rejected)
+    assert 'at least' in rejected[0].reason and 'read-only' in rejected[2].reason
+    assert set_parameter('points.decimation', 2).successful
+    image = rgb_image(1)
+    harness.send(image)
+    assert np.isnan(
+        messages.image_to_array(harness.wait_for(f'{NS}/depth', image.header.stamp))
+    ).all()
+    cloud = harness.wait_for(f'{NS}/points', image.header.stamp)
+    assert (cloud.height, cloud.width) == (HEIGHT // 2, WIDTH // 2)
+    assert harness.node.get_parameter('conf_threshold').value == 20.0
+
+
+def test_publish_switches_frame_stride_and_idle_outputs(harness_factory):
+    listened = {topic: TOPICS[topic] for topic in ('/tf', f'{NS}/odometry', '/diagnostics')}
+    harness = harness_factory(topics=listened)
+    harness.send(rgb_image(0))
+    assert len(harness.node._map) == 0  # nobody listens on ~/map: nothing was accumulated
+    harness.node.set_parameters(
+        [Parameter('publish_tf', value=False), Parameter('frame_stride', value=2)]
+    )
+    harness.send(rgb_image(1), wait_topic=None)
+    assert harness.diagnostics(lambda values: values['skipped'] == '1')['processed'] == '1'
+    harness.send(rgb_image(2), wait_topic=f'{NS}/odometry')
+    assert [stamp_of(m).sec for m in harness.messages('/tf')] == [100]
+
+
+def test_services_and_parameters_answer_during_inference(harness_factory):
+    entered, release = threading.Event(), threading.Event()
+
+    def blocking_source(index, height, width):
+        entered.set()
+        release.wait(TIMEOUT)
+        return known_source(index, height, width)
+
+    harness = harness_factory(source=blocking_source)
+    client = AsyncParameterClient(harness.peer, 'vggt_stream')
+    reset = harness.peer.create_client(Trigger, f'{NS}/reset')
+    assert client.wait_for_services(timeout_sec=TIMEOUT) and reset.wait_for_service(TIMEOUT)
+    image = rgb_image(0)
+    harness.send(image, wait_topic=None)
+    harness.wait(entered.is_set, 'inference to start')
+    assert (
+        harness.call(client.set_parameters([Parameter('scale', value=2.0)])).results[0].successful
+    )
+    assert harness.call(reset.call_async(Trigger.Request())).success
+    assert not release.is_set()  # both answered while the model was still busy
+    release.set()
+    harness.wait_for('/tf', image.header.stamp)
+
+
+def test_reset_service_starts_a_new_world(harness_factory):
+    harness = harness_factory()
+    reset = harness.peer.create_client(Trigger, f'{NS}/reset')
+    assert reset.wait_for_service(TIMEOUT)
+    harness.send(rgb_image(0))
+    (moved,) = harness.send(rgb_image(1)).transforms
+    assert moved.transform.translation.z == pytest.approx(1.0)
+    response = harness.call(reset.call_async(Trigger.Request()))
+    assert response.success
+    image = rgb_image(2)
+    (transform,) = harness.send(image).transforms
+    assert transform.transform.translation.z == pytest.approx(0.0)
+    assert len(harness.wait_for(f'{NS}/path', image.header.stamp).poses) == 1
+
+
+def test_bad_images_are_skipped_and_publishing_continues(harness_factory):
+    harness = harness_factory()
+    unsupported = rgb_image(0)
+    unsupported.encoding = 'yuv422'
+    truncated = rgb_image(1)
+    truncated.data = truncated.data[:100]
+    for failures, bad in enumerate((unsupported, truncated), start=1):
+        harness.send(bad, wait_topic=None)
+        harness.diagnostics(lambda values, failures=failures: values['failed'] == str(failures))
+    harness.send(rgb_image(3))
+    values = harness.diagnostics(lambda values: values['processed'] == '1')
+    assert values['failed'] == '2' and values['received'] == '3'
+
+
+def test_a_model_failure_resets_and_the_stream_goes_on(harness_factory):
+    failures = []
+
+    def failing_once(index, height, width):
+        if index == 1 and not failures:
+            failures.append(index)
+            raise RuntimeError('out of memory, say')
+        return known_source(index, height, width)
+
+    harness = harness_factory(source=failing_once)
+    harness.send(rgb_image(0))
+    harness.send(rgb_image(1), wait_topic=None)
+    assert harness.diagnostics(lambda values: values['failed'] == '1')['resets'] == '1'
+    # The next frame anchors a new world; the one after it moves on from there.
+    assert harness.send(rgb_image(2)).transforms[0].transform.translation.z == pytest.approx(0.0)
+    assert harness.send(rgb_image(3)).transforms[0].transform.translation.z == pytest.approx(1.0)
+
+
+def test_compressed_input(harness_factory):
+    harness = harness_factory(image_transport='compressed')
+    pixels = messages.image_to_rgb(rgb_image(0))
+    buffer = io.BytesIO()
+    PILImage.fromarray(pixels).save(buffer, format='PNG')
+    message = CompressedImage(header=rgb_image(0).header, format='png', data=buffer.getvalue())
+    harness.send(message)
+    cloud = harness.wait_for(f'{NS}/points', message.header.stamp)
+    assert np.array_equal(messages.cloud_to_arrays(cloud)[1], pixels)
+    garbage = CompressedImage(header=rgb_image(1).header, format='png', data=b'not a png')
+    harness.send(garbage, wait_topic=None)
+    harness.diagnostics(lambda values: values['failed'] == '1')
+    harness.send(CompressedImage(header=rgb_image(2).header, format='png', data=buffer.getvalue()))
+
+
+def test_size_change_and_time_going_backwards_reset(harness_factory):
+    harness = harness_factory()
+    harness.send(rgb_image(0))
+    assert harness.send(rgb_image(1)).transforms[0].transform.translation.z == pytest.approx(1.0)
+    smaller = harness.send(rgb_image(2, height=HEIGHT - 14))
+    assert smaller.transforms[0].transform.translation.z == pytest.approx(0.0)
+    assert harness.send(rgb_image(3, height=HEIGHT - 14)).transforms[
+        0
+    ].transform.translation.z == pytest.approx(1.0)
+    earlier = harness.send(rgb_image(4, height=HEIGHT - 14, stamp=Time(sec=1)))
+    assert earlier.transforms[0].transform.translation.z == pytest.approx(0.0)
+    assert harness.diagnostics(lambda values: values['processed'] == '5')['resets'] == '2'
+
+
+def test_fast_input_drops_frames_instead_of_queueing(harness_factory):
+    def slow_source(index, height, width):
+        time.sleep(0.03)
+        return known_source(index, height, width)
+
+    harness = harness_factory(source=slow_source)
+    sent = 40
+    for seq in range(sent):
+        harness.send(rgb_image(seq), wait_topic=None)
+        time.sleep(0.002)
+    published_during_burst = len(harness.messages('/tf'))
+    values = harness.diagnostics(
+        lambda values: int(values['received']) == int(values['processed']) + int(values['dropped']),
+        since=len(harness.messages('/diagnostics')),
+    )
+    harness.wait(lambda: len(harness.messages('/tf')) == int(values['processed']), 'every TF')
+    received, dropped = int(values['received']), int(values['dropped'])
+    assert received <= sent and dropped > 0
+    # Not queued: once the burst is over at most the frame in hand, the one in the slot and one
+    # still in the middleware remain to be published.
+    assert len(harness.messages('/tf')) - published_during_burst <= 3
+    assert values['failed'] == values['skipped'] == '0'
+
+
+def test_tiny_model_toggles_merging_mid_stream(harness_factory):
+    torch.manual_seed(0)
+    reconstructor = Reconstructor(load_model(None, 'tiny'), image_width=WIDTH, window=3)
+    harness = harness_factory(reconstructor=reconstructor, window_size=3, conf_threshold=0.0)
+    client = AsyncParameterClient(harness.peer, 'vggt_stream')
+    assert client.wait_for_services(timeout_sec=TIMEOUT)
+    seq = 0
+    for enabled in (False, True, False):
+        result = harness.call(client.set_parameters([Parameter('merging.enabled', value=enabled)]))
+        assert result.results[0].successful
+        for _ in range(2):
+            depth = harness.send(rgb_image(seq), wait_topic=f'{NS}/depth')
+            seq += 1
+            assert np.isfinite(messages.image_to_array(depth)).any()
+        assert (reconstructor.session.merging is not None) == enabled
+        values = harness.diagnostics(lambda values, seq=seq: values['processed'] == str(seq))
+        assert values['merging'] == ('on' if enabled else 'off')
+    assert values['window'] == '3/3' and values['device'] == 'cpu'
+
+
+def test_bad_parameters_and_checkpoints_fail_at_startup(context, tmp_path):
+    with pytest.raises(StartupError, match='window_size'):
+        StreamNode(context=context, parameter_overrides=[Parameter('window_size', value=1)])
+    tiny_500 = [Parameter('preset', value='tiny'), Parameter('image_width', value=500)]
+    with pytest.raises(StartupError, match='multiple of 14'):
+        StreamNode(context=context, parameter_overrides=tiny_500)
+    missing = str(tmp_path / 'missing.pth')
+    with pytest.raises(StartupError, match='not found'):
+        StreamNode(context=context, parameter_overrides=[Parameter('checkpoint', value=missing)])
+    corrupt = tmp_path / 'corrupt.pth'
+    corrupt.write_bytes(b'this is not a checkpoint')
+    with pytest.raises(StartupError, match='cannot read checkpoint'):
+        StreamNode(
+            context=context, parameter_overrides=[Parameter('checkpoint', value=str(corrupt))]
+        )
+
+
+def node_process(*ros_args):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.Popen(
+        [sys.executable, '-m', 'vggt_ros.node', '--ros-args', *ros_args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def test_entry_point_runs_the_tiny_preset_and_stops_cleanly(context):
+    process = node_process(
+        '-p',
+        'preset:=tiny',
+        '-p',
+        f'image_width:={WIDTH}',
+        '-p',
+        'window_size:=4',
+        '-p',
+        'diagnostics_period:=0.2',
+    )
+    try:
+        peer = rclpy.create_node('vggt_test_peer', context=context)
+        received = defaultdict(list)
+        for topic, kind in TOPICS.items():
+            if topic != f'{NS}/map':
+                peer.create_subscription(kind, topic, received[topic].append, 10)
+        images = peer.create_publisher(Image, 'image', 10)
+        executor = SingleThreadedExecutor(context=context)
+        executor.add_node(peer)
+        deadline, seq = time.monotonic() + 60, 0
+        while not all(received[t] for t in ('/tf', f'{NS}/depth', f'{NS}/points', '/diagnostics')):
+            assert process.poll() is None, process.communicate()[0]
+            assert time.monotonic() < deadline, (
+                f'only got {sorted(t for t in received if received[t])}'
+            )
+            images.publish(rgb_image(seq))
+            seq += 1
+            executor.spin_once(timeout_sec=0.1)
+        (transform,) = received['/tf'][0].transforms
+        assert transform.child_frame_id == CAMERA and transform.header.stamp.sec >= 100
+        assert received[f'{NS}/depth'][0].encoding == '32FC1'
+        (status,) = received['/diagnostics'][-1].status
+        assert status.hardware_id == 'cpu' and status.name == 'vggt_stream: stream'
+        executor.shutdown()
+        peer.destroy_node()
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert 'Traceback' not in output and 'RANDOM weights' in output
+
+
+def test_entry_point_fails_clearly_without_a_checkpoint():
+    process = node_process('-p', 'checkpoint:=/nonexistent/weights.pth')
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 1
+    assert 'checkpoint file not found: /nonexistent/weights.pth' in output
+    assert 'Traceback' not in output

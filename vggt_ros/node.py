@@ -1,0 +1,423 @@
+"""The stream node: camera images in; camera pose (TF), depth, points, odometry, path, map and
+diagnostics out, all stamped with the input image's stamp.
+
+Plumbing only. The parameters are vggt_ros.params; the subscription callback only drops the newest
+image into a LatestFrameSlot, and one worker thread runs the Reconstructor on it and publishes, so
+inference never blocks the executor (parameter and service requests are answered meanwhile) and
+frames that arrive during inference replace each other instead of queueing. What is published is
+computed by vggt_ros.outputs and vggt_ros.mapping, and only for outputs somebody subscribes to.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseStamped
+from nav_msgs.msg import Odometry, Path
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import (
+    QoSDurabilityPolicy,
+    QoSHistoryPolicy,
+    QoSProfile,
+    QoSReliabilityPolicy,
+)
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from std_msgs.msg import Header
+from std_srvs.srv import Trigger
+from tf2_msgs.msg import TFMessage
+
+from vggt_ros import messages, params
+from vggt_ros.latest_frame import LatestFrameSlot
+from vggt_ros.mapping import VoxelMap
+from vggt_ros.model import default_device
+from vggt_ros.outputs import FrameOutputs, OutputOptions
+from vggt_ros.reconstructor import FrameResult, Reconstructor
+from vggt_ros.stats import StreamStats, window_fill
+
+NODE_NAME = 'vggt_stream'
+FALLBACK_CAMERA_FRAME = 'vggt_camera_optical_frame'
+# Latest wins: a deeper queue would only hand the worker stale frames.
+IMAGE_QOS = QoSProfile(
+    history=QoSHistoryPolicy.KEEP_LAST,
+    depth=1,
+    reliability=QoSReliabilityPolicy.BEST_EFFORT,
+    durability=QoSDurabilityPolicy.VOLATILE,
+)
+OUTPUT_QOS = QoSProfile(depth=2)  # reliable: reaches reliable and best-effort subscribers alike
+MAP_QOS = QoSProfile(depth=1, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+TF_QOS = QoSProfile(depth=100)  # what tf2_ros.TransformBroadcaster uses
+DIAGNOSTICS_QOS = QoSProfile(depth=10)
+LOG_THROTTLE_S = 5.0
+
+
+class StartupError(RuntimeError):
+    """The node cannot start: a parameter is invalid or the model cannot be loaded."""
+
+
+@dataclass(frozen=True)
+class _Frame:
+    msg: Image | CompressedImage
+    received_at: float  # time.monotonic() when the callback stored it
+
+
+def _descriptor(spec: params.ParameterSpec) -> ParameterDescriptor:
+    limits = [f'one of {", ".join(spec.choices)}'] if spec.choices else []
+    limits += [f'>= {spec.minimum}'] if spec.minimum is not None else []
+    limits += [f'<= {spec.maximum}'] if spec.maximum is not None else []
+    return ParameterDescriptor(
+        description=spec.description,
+        additional_constraints='; '.join(limits),
+        read_only=not spec.dynamic,
+    )
+
+
+def _decode(msg: Image | CompressedImage) -> np.ndarray:
+    if isinstance(msg, CompressedImage):
+        return messages.compressed_to_rgb(msg)
+    return messages.image_to_rgb(msg)
+
+
+def _nanoseconds(stamp: Time) -> int:
+    return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+class StreamNode(Node):
+    """Runs StreamVGGT on a camera stream and publishes its geometry.
+
+    `reconstructor` replaces the model the parameters describe (tests inject a stand-in); the
+    remaining keyword arguments go to rclpy's Node (context, parameter_overrides, ...).
+    """
+
+    def __init__(self, *, reconstructor: Reconstructor | None = None, **node_options: Any) -> None:
+        super().__init__(NODE_NAME, **node_options)
+        try:
+            self._values = self._declare_parameters()
+            self._reconstructor = reconstructor or self._load_reconstructor(self._values)
+        except StartupError as error:
+            self.get_logger().fatal(str(error))
+            super().destroy_node()
+            raise
+        values = self._values
+        self._stats = StreamStats()
+        self._slot: LatestFrameSlot[_Frame] = LatestFrameSlot()
+        self._reset_requested = threading.Event()
+        self._images_seen = 0  # by the callback, for frame_stride
+        self._last_size: tuple[int, int] | None = None
+        self._last_stamp_ns: int | None = None
+        self._path: deque[PoseStamped] = deque(maxlen=values['path.max_length'])
+        self._map = VoxelMap(values['map.voxel_size'], values['map.max_points'])
+        self._output_scale = values['scale']  # the units of the path and map so far
+        self._next_map_publish = 0.0
+        self._merging: dict | None = None
+        self._create_publishers()
+        self._subscribe(values['image_transport'])
+        self.create_service(Trigger, '~/reset', self._on_reset)
+        self.create_timer(values['diagnostics_period'], self._publish_diagnostics)
+        self._worker = threading.Thread(target=self._work, name='vggt_inference', daemon=True)
+        self._worker.start()
+
+    # Parameters -----------------------------------------------------------------------------
+
+    def _declare_parameters(self) -> dict[str, Any]:
+        # Registered first, so values from the command line or a params file are checked too.
+        self.add_on_set_parameters_callback(self._check_parameters)
+        try:
+            declared = self.declare_parameters(
+                '', [(spec.name, spec.default, _descriptor(spec)) for spec in params.PARAMETERS]
+            )
+        except (InvalidParameterValueException, InvalidParameterTypeException) as error:
+            raise StartupError(f'invalid parameter: {error}') from error
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        return {parameter.name: parameter.value for parameter in declared}
+
+    @staticmethod
+    def _check_parameters(parameters: list[Parameter]) -> SetParametersResult:
+        ours = {p.name: p.value for p in parameters if p.name in params.SPECS}
+        reason = params.validate(ours)
+        return SetParametersResult(successful=reason is None, reason=reason or '')
+
+    def _apply_parameters(self, parameters: list[Parameter]) -> None:
+        # One new dict, swapped in whole: the worker reads one consistent snapshot per frame.
+        changed = {p.name: p.value for p in parameters if p.name in params.SPECS}
+        self._values = {**self._values, **changed}
+
+    def _load_reconstructor(self, values: dict[str, Any]) -> Reconstructor:
+        checkpoint = values['checkpoint'] or None
+        device = None if values['device'] == 'auto' else values['device']
+        self.get_logger().info(
+            f'loading preset {values["preset"]} from {checkpoint or "no checkpoint"} '
+            f'on {device or "the default device"}'
+        )
+        try:
+            reconstructor = Reconstructor.from_checkpoint(
+                checkpoint,
+                values['preset'],
+                device or default_device(),
+                image_width=values['image_width'],
+                window=values['window_size'] or None,
+                camera_cache=values['camera_cache'],
+                precision=values['precision'],
+            )
+        except Exception as error:  # noqa: BLE001 - whatever fails here, the node cannot start
+            raise StartupError(f'cannot load the model: {error}') from error
+        if checkpoint is None:
+            self.get_logger().warning(
+                f'preset {values["preset"]} without a checkpoint: RANDOM weights, the outputs '
+                'are meaningless (use it to check the pipeline only)'
+            )
+        return reconstructor
+
+    # Topics and services --------------------------------------------------------------------
+
+    def _create_publishers(self) -> None:
+        self._pub = {
+            'depth': self.create_publisher(Image, '~/depth', OUTPUT_QOS),
+            'camera_info': self.create_publisher(CameraInfo, '~/depth/camera_info', OUTPUT_QOS),
+            'confidence': self.create_publisher(Image, '~/confidence', OUTPUT_QOS),
+            'points': self.create_publisher(PointCloud2, '~/points', OUTPUT_QOS),
+            'odometry': self.create_publisher(Odometry, '~/odometry', OUTPUT_QOS),
+            'path': self.create_publisher(Path, '~/path', OUTPUT_QOS),
+            'map': self.create_publisher(PointCloud2, '~/map', MAP_QOS),
+            'tf': self.create_publisher(TFMessage, '/tf', TF_QOS),
+            'diagnostics': self.create_publisher(DiagnosticArray, '/diagnostics', DIAGNOSTICS_QOS),
+        }
+
+    def _subscribe(self, transport: str) -> None:
+        message_type, topic = (
+            (Image, 'image') if transport == 'raw' else (CompressedImage, 'image/compressed')
+        )
+        subscription = self.create_subscription(message_type, topic, self._on_image, IMAGE_QOS)
+        self.get_logger().info(f'waiting for images on {subscription.topic_name}')
+
+    def _on_image(self, msg: Image | CompressedImage) -> None:
+        """Store the image for the worker; never waits for inference."""
+        self._stats.count('received')
+        self._images_seen += 1
+        if (self._images_seen - 1) % self._values['frame_stride']:
+            self._stats.count('skipped')
+            return
+        if self._slot.put(_Frame(msg, time.monotonic())):
+            self._stats.count('dropped')
+
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        # The worker resets before its next frame, so a reset never races a running step.
+        self._reset_requested.set()
+        response.success = True
+        response.message = 'the next frame starts a new world'
+        return response
+
+    def _wanted(self, output: str, values: dict[str, Any], *topics: str) -> bool:
+        """Whether `output` is switched on and somebody listens on one of its topics."""
+        topics = topics or (output,)
+        return values[f'publish_{output}'] and any(
+            self._pub[topic].get_subscription_count() > 0 for topic in topics
+        )
+
+    # The worker -----------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while (frame := self._slot.take()) is not None:
+            try:
+                self._process(frame)
+            except Exception:  # noqa: BLE001 - one bad frame must not end the stream
+                if not self.context.ok():
+                    return  # shutting down: the publishers are gone
+                self.get_logger().error(
+                    f'unexpected error on a frame, skipped:\n{traceback.format_exc()}',
+                    throttle_duration_sec=LOG_THROTTLE_S,
+                )
+                self._stats.count('failed')
+
+    def _process(self, frame: _Frame) -> None:
+        values = self._values
+        if self._reset_requested.is_set():
+            self._reset_requested.clear()
+            self._reset('reset requested', warn=False)
+        try:
+            rgb = _decode(frame.msg)
+        except ValueError as error:
+            self._stats.count('failed')
+            self.get_logger().warning(
+                f'skipping an image: {error}', throttle_duration_sec=LOG_THROTTLE_S
+            )
+            return
+        stamp_ns = _nanoseconds(frame.msg.header.stamp)
+        self._follow_stream(stamp_ns, rgb.shape[:2])
+        self._sync_merging(values)
+        try:
+            result = self._reconstructor.step(rgb, stamp_ns * 1e-9)
+        except Exception as error:  # noqa: BLE001 - the model failed on this frame only
+            self._stats.count('failed')
+            self.get_logger().error(
+                f'the model failed on a frame ({error!r}); starting a new world',
+                throttle_duration_sec=LOG_THROTTLE_S,
+            )
+            self._reset('model failure', warn=False)
+            return
+        self._publish(frame.msg.header, result, values)
+        self._stats.frame_done(result.timings.get('model', float('nan')), frame.received_at)
+
+    def _follow_stream(self, stamp_ns: int, size: tuple[int, int]) -> None:
+        """Start a new world when the stream is not a continuation of the last frame."""
+        if self._last_size is not None and size != self._last_size:
+            self._reset(f'image size changed from {self._last_size} to {size}')
+        elif self._last_stamp_ns is not None and stamp_ns < self._last_stamp_ns:
+            self._reset(
+                f'time jumped backwards by {(self._last_stamp_ns - stamp_ns) * 1e-9:.3f} s '
+                '(a looping bag?)'
+            )
+        self._last_size, self._last_stamp_ns = size, stamp_ns
+
+    def _reset(self, reason: str, warn: bool = True) -> None:
+        log = self.get_logger().warning if warn else self.get_logger().info
+        log(f'{reason}: starting a new world')
+        self._reconstructor.reset()
+        self._clear_history()
+        self._stats.count('resets')
+
+    def _clear_history(self) -> None:
+        """Forget the path and the map: a new world, or new units."""
+        self._path.clear()
+        self._map.clear()
+
+    def _sync_merging(self, values: dict[str, Any]) -> None:
+        """Hand a changed merging.* setting to the model, between frames (no reset needed)."""
+        wanted = params.merging_options(values)
+        if wanted != self._merging:
+            self._reconstructor.set_merging(wanted)
+            self._merging = wanted
+
+    # Publishing -----------------------------------------------------------------------------
+
+    def _publish(self, image_header: Header, result: FrameResult, values: dict[str, Any]) -> None:
+        camera = values['camera_frame'] or image_header.frame_id or FALLBACK_CAMERA_FRAME
+        camera_header = Header(stamp=image_header.stamp, frame_id=camera)
+        world_header = Header(stamp=image_header.stamp, frame_id=values['world_frame'])
+        if values['scale'] != self._output_scale:
+            self._clear_history()
+            self._output_scale = values['scale']
+        frame = FrameOutputs(
+            result,
+            OutputOptions(
+                conf_threshold=values['conf_threshold'],
+                scale=values['scale'],
+                world_axes=values['world_axes'],
+                decimation=values['points.decimation'],
+            ),
+        )
+        self._publish_pose(frame.pose, world_header, camera, values)
+        self._publish_camera_data(frame, camera_header, values)
+        if self._wanted('map', values):
+            self._update_map(frame, world_header)
+
+    def _publish_pose(
+        self, pose: np.ndarray, header: Header, camera: str, values: dict[str, Any]
+    ) -> None:
+        """TF, odometry and path: the camera pose in the world frame."""
+        stamp, world = header.stamp, header.frame_id
+        if values['publish_tf']:
+            transform = messages.matrix_to_transform(pose, stamp, world, camera)
+            self._pub['tf'].publish(TFMessage(transforms=[transform]))
+        if self._wanted('odometry', values):
+            self._pub['odometry'].publish(messages.matrix_to_odometry(pose, stamp, world, camera))
+        self._path.append(PoseStamped(header=header, pose=messages.matrix_to_pose(pose)))
+        if self._wanted('path', values):
+            self._pub['path'].publish(Path(header=header, poses=list(self._path)))
+
+    def _publish_camera_data(
+        self, frame: FrameOutputs, header: Header, values: dict[str, Any]
+    ) -> None:
+        """Depth with its CameraInfo, confidence and the organised cloud, in the camera frame."""
+        result = frame.result
+        if self._wanted('depth', values, 'depth', 'camera_info'):
+            height, width = frame.size
+            self._pub['depth'].publish(messages.depth_to_image(frame.depth, header))
+            self._pub['camera_info'].publish(
+                messages.intrinsics_to_camera_info(result.K, width, height, header)
+            )
+        if self._wanted('confidence', values):
+            self._pub['confidence'].publish(
+                messages.array_to_image(result.confidence, '32FC1', header)
+            )
+        if self._wanted('points', values):
+            self._pub['points'].publish(messages.points_to_cloud(*frame.cloud(), header))
+
+    def _update_map(self, frame: FrameOutputs, header: Header) -> None:
+        self._map.insert(*frame.world_points())
+        now = time.monotonic()
+        if now < self._next_map_publish or not len(self._map):
+            return
+        self._next_map_publish = now + self._values['map.period']
+        self._pub['map'].publish(
+            messages.points_to_cloud(self._map.points[None], self._map.colours[None], header)
+        )
+
+    def _publish_diagnostics(self) -> None:
+        values = self._values
+        if not values['publish_diagnostics']:
+            return
+        snapshot = self._stats.snapshot()
+        level, message = snapshot.level(stall_seconds=max(5.0, 5 * values['diagnostics_period']))
+        reconstructor = self._reconstructor
+        status = messages.diagnostic_status(
+            name=f'{self.get_name()}: stream',
+            level=level,
+            message=message,
+            hardware_id=str(reconstructor.device),
+            values={
+                **snapshot.as_values(),
+                'window': window_fill(reconstructor.frame_index, values['window_size']),
+                'merging': 'on' if self._merging else 'off',
+                'device': str(reconstructor.device),
+                'preset': values['preset'],
+                'image_width': values['image_width'],
+            },
+        )
+        self._pub['diagnostics'].publish(
+            DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status])
+        )
+
+    # Shutdown -------------------------------------------------------------------------------
+
+    def destroy_node(self) -> None:
+        """Stop the worker (it finishes the frame in hand) before the publishers go."""
+        self._slot.close()
+        self._worker.join()
+        super().destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    """Run the node until Ctrl-C or shutdown; exit status 1 if it cannot start."""
+    try:
+        with rclpy.init(args=args):
+            try:
+                node = StreamNode()
+            except StartupError:
+                return 1  # the node has logged why
+            try:
+                rclpy.spin(node)
+            except ExternalShutdownException:
+                pass
+            finally:
+                node.destroy_node()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,267 @@
+"""Every parameter of the stream node: name, default, description, whether it can change at runtime,
+and the check a value must pass.
+
+This table is the single source of truth: the node declares its parameters from it, and tests hold
+config/stream.yaml and launch/stream.launch.py to it. It imports no ROS, so the checks can be used
+(and tested) anywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+Value = bool | int | float | str
+
+_DEVICE = re.compile(r'^(auto|cpu|cuda(:\d+)?)$')
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One node parameter.
+
+    Parameters that are not `dynamic` are read-only once the node runs: they shape the model, the
+    topics or the buffers, which cannot change without a restart.
+    """
+
+    name: str
+    default: Value
+    description: str
+    dynamic: bool = False
+    choices: tuple[str, ...] = ()
+    minimum: float | None = None
+    maximum: float | None = None
+    check: Callable[[Any], str | None] | None = field(default=None, compare=False)
+
+    def validate(self, value: Any) -> str | None:
+        """Why `value` is not acceptable for this parameter, or None if it is."""
+        if type(value) is not type(self.default) and not (
+            isinstance(self.default, float) and type(value) is int
+        ):
+            return f'{self.name} must be a {type(self.default).__name__}, got {value!r}'
+        if self.choices and value not in self.choices:
+            return f'{self.name} must be one of {", ".join(self.choices)}, got {value!r}'
+        if self.minimum is not None and value < self.minimum:
+            return f'{self.name} must be at least {self.minimum}, got {value!r}'
+        if self.maximum is not None and value > self.maximum:
+            return f'{self.name} must be at most {self.maximum}, got {value!r}'
+        return self.check(value) if self.check else None
+
+
+def _window(value: int) -> str | None:
+    if value == 1 or value < 0:
+        return (
+            f'window_size must be 0 (unbounded) or at least 2 (the anchor frame and the current '
+            f'one), got {value}'
+        )
+    return None
+
+
+def _device(value: str) -> str | None:
+    if not _DEVICE.match(value):
+        return f'device must be auto, cpu, cuda or cuda:N, got {value!r}'
+    return None
+
+
+def _not_empty(value: str) -> str | None:
+    return None if value else 'a frame name cannot be empty'
+
+
+# Each output and what its publish_* switch turns on.
+OUTPUTS = {
+    'tf': 'the camera pose on /tf (world_frame -> camera_frame)',
+    'depth': '~/depth (32FC1) and ~/depth/camera_info',
+    'confidence': '~/confidence (32FC1)',
+    'points': '~/points (PointCloud2 in the camera frame)',
+    'odometry': '~/odometry (nav_msgs/Odometry)',
+    'path': '~/path (nav_msgs/Path)',
+    'map': '~/map (accumulated PointCloud2 in the world frame)',
+    'diagnostics': '/diagnostics (rate, latency, dropped frames, window, merging, device)',
+}
+
+PARAMETERS: tuple[ParameterSpec, ...] = (
+    # The model.
+    ParameterSpec(
+        'checkpoint',
+        '',
+        'Weights: a .pth/.pt/.safetensors file or a Hugging Face id (lch01/StreamVGGT, '
+        'facebook/VGGT-1B, owner/repo:file). Empty: none; only the tiny preset runs without one, '
+        'on random weights (pipeline checks only).',
+    ),
+    ParameterSpec(
+        'preset',
+        'streamvggt-1b',
+        'Model size: streamvggt-1b (the released model, needs a checkpoint) or tiny (tests).',
+        choices=('streamvggt-1b', 'tiny'),
+    ),
+    ParameterSpec(
+        'device',
+        'auto',
+        'Torch device: auto (cuda when available, else cpu), cpu, cuda, cuda:N.',
+        check=_device,
+    ),
+    ParameterSpec(
+        'precision',
+        'auto',
+        'Autocast precision: auto (bf16 on GPUs of compute capability 8+, fp16 below, fp32 on '
+        'cpu), fp32, bf16 or fp16.',
+        choices=('auto', 'fp32', 'bf16', 'fp16'),
+    ),
+    ParameterSpec(
+        'image_width',
+        518,
+        'Width the model sees, a multiple of 14; the height follows the aspect ratio (rounded to '
+        'a multiple of 14, centre-cropped to at most the width). Smaller is faster, coarser.',
+    ),
+    ParameterSpec(
+        'window_size',
+        16,
+        'Frames kept in the key/value cache: the first frame (it anchors the world) and the most '
+        'recent ones. Bounds memory and per-frame time. 0: unbounded (grows forever).',
+        check=_window,
+    ),
+    ParameterSpec(
+        'camera_cache',
+        'official',
+        'Camera-head cache: official (as the released inference code) or causal.',
+        choices=('official', 'causal'),
+    ),
+    ParameterSpec(
+        'merging.enabled',
+        False,
+        'FastVGGT token merging in global attention: faster, slightly less accurate. Can be '
+        'switched while streaming, without a reset.',
+        dynamic=True,
+    ),
+    ParameterSpec(
+        'merging.merge_start', 0, 'First global-attention block that merges tokens.', minimum=0
+    ),
+    ParameterSpec(
+        'merging.cell_size',
+        2,
+        'Side of the patch-grid cell that contributes one destination token.',
+        minimum=1,
+    ),
+    ParameterSpec(
+        'merging.protected_fraction',
+        0.1,
+        'Fraction of tokens that are never merged (a fixed stride).',
+        minimum=0.0,
+        maximum=1.0,
+    ),
+    ParameterSpec(
+        'merging.merge_ratio',
+        1.0,
+        'Fraction of the mergeable tokens that are merged, most similar first.',
+        minimum=0.0,
+        maximum=1.0,
+    ),
+    # Input.
+    ParameterSpec(
+        'image_transport',
+        'raw',
+        'raw: subscribe to image (sensor_msgs/Image); compressed: to image/compressed '
+        '(sensor_msgs/CompressedImage, jpeg or png), for cameras across a network.',
+        choices=('raw', 'compressed'),
+    ),
+    ParameterSpec(
+        'frame_stride',
+        1,
+        'Use every n-th received image only; the others are skipped before the model.',
+        dynamic=True,
+        minimum=1,
+    ),
+    # Frames and units.
+    ParameterSpec(
+        'world_frame',
+        'vggt_world',
+        'TF frame of the reconstruction: the first camera after a reset.',
+        check=_not_empty,
+    ),
+    ParameterSpec(
+        'camera_frame',
+        '',
+        'TF frame of the camera, an optical frame (z forward, x right, y down). Empty: the '
+        "image header's frame_id.",
+    ),
+    ParameterSpec(
+        'world_axes',
+        'optical',
+        'Axes of world_frame: optical (those of the first camera) or ros (REP-103 x forward, '
+        'y left, z up, assuming the first camera was level).',
+        choices=('optical', 'ros'),
+    ),
+    ParameterSpec(
+        'scale',
+        1.0,
+        'Multiplies translations, depth and points. The model scale is normalised, not metric: '
+        'set it to metres per model unit when known.',
+        dynamic=True,
+        minimum=1e-9,
+    ),
+    # Outputs.
+    ParameterSpec(
+        'conf_threshold',
+        3.0,
+        'Depth confidence (1 + exp, at least 1) below which depth is NaN and points are dropped; '
+        '0 keeps every pixel.',
+        dynamic=True,
+        minimum=0.0,
+    ),
+    ParameterSpec(
+        'points.decimation',
+        1,
+        'Keep every n-th row and column in ~/points (the cloud stays organised).',
+        dynamic=True,
+        minimum=1,
+    ),
+    ParameterSpec(
+        'path.max_length', 1000, 'Poses kept in ~/path (the oldest go first).', minimum=1
+    ),
+    ParameterSpec(
+        'map.voxel_size',
+        0.02,
+        'Voxel edge of the accumulated ~/map, in output units (after scale).',
+        minimum=1e-9,
+    ),
+    ParameterSpec(
+        'map.max_points', 200000, 'Points kept in ~/map (the oldest voxels go first).', minimum=1
+    ),
+    ParameterSpec('map.period', 2.0, 'Seconds between ~/map messages.', minimum=0.01),
+    ParameterSpec(
+        'diagnostics_period', 1.0, 'Seconds between /diagnostics messages.', minimum=0.01
+    ),
+    *(
+        ParameterSpec(f'publish_{output}', True, f'Publish {what}.', dynamic=True)
+        for output, what in OUTPUTS.items()
+    ),
+)
+
+SPECS: dict[str, ParameterSpec] = {spec.name: spec for spec in PARAMETERS}
+DEFAULTS: dict[str, Value] = {spec.name: spec.default for spec in PARAMETERS}
+
+
+def validate(values: Mapping[str, Any]) -> str | None:
+    """Why these values cannot be used (the first problem found), or None if they all can."""
+    for name, value in values.items():
+        spec = SPECS.get(name)
+        if spec is None:
+            return f'unknown parameter {name!r}'
+        reason = spec.validate(value)
+        if reason:
+            return reason
+    return None
+
+
+def merging_options(values: Mapping[str, Any]) -> dict[str, Value] | None:
+    """The session's merging options from the merging.* parameters; None when merging is off."""
+    if not values['merging.enabled']:
+        return None
+    prefix = 'merging.'
+    return {
+        name[len(prefix) :]: value
+        for name, value in values.items()
+        if name.startswith(prefix) and name != 'merging.enabled'
+    }
