@@ -23,7 +23,7 @@ demo: setup
 	@echo "make demo: not implemented yet (synthetic scenes and the evaluator land with their issue)"
 
 bench: setup
-	@echo "make bench: not implemented yet (the benchmark lands with its issue)"
+	$(PYTHON) -m vggt_ros.bench --out out/bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build install log .pytest_cache

@@ -23,6 +23,7 @@ setup(
     entry_points={
         'console_scripts': [
             'stream_node = vggt_ros.node:main',
+            'vggt-bench = vggt_ros.bench:main',
         ],
     },
 )

@@ -1,0 +1,519 @@
+"""vggt-bench: streaming cost and key/value memory, as ratios measured side by side in one run.
+
+Machines are noisy (this one is shared), so absolute times mean little: every figure is the
+min/median/max over repeats of one step (each from a copy of the session's state), the sessions
+compared are stepped in turn, frame by frame (noise hits them alike), and conclusions are ratios
+of medians. Weights are random (the synthetic-weights recipe): timing does not depend on their
+values. CPU only for now, so fp32 (what precision='auto' gives there).
+
+Sections, per model (the 1B dimensions at a reduced resolution, the tiny preset at a larger one):
+1. flat cost with a window: step time at frame 8*W vs frame W, window W and unbounded;
+2. ours vs a reference-style step (raw K/V concatenated per frame, k-norm and RoPE re-applied to
+   the whole cache every frame, as wzzheng/StreamVGGT does) at the same number of cached frames;
+3. key/value bytes per frame and in total, ours vs the reference's 2*depth*dim*P bf16 values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from vggt_ros.model import StreamSession, StreamVGGT
+from vggt_ros.model.kv_cache import KVCache
+from vggt_ros.model.rope import RopeTables, apply_rope, rope_tables, token_positions
+from vggt_ros.model.synthetic_weights import synthetic_state_dict
+
+FLAT_FACTOR = 8  # section 1 compares frame FLAT_FACTOR * W with frame W
+FLAT_TARGET = 1.1
+BF16_BYTES = 2
+PRESETS = ('streamvggt-1b', 'tiny')
+# Tuned so the default run takes about 4-6 minutes on 2 CPU cores, --quick about one minute.
+DEFAULTS = dict(
+    window=8, cached=64, repeats=5, tiny_repeats=15, warmup=2, size=(42, 70), tiny_size=(224, 308)
+)
+QUICK = dict(
+    window=2, cached=16, repeats=3, tiny_repeats=5, warmup=1, size=(28, 42), tiny_size=(112, 154)
+)
+# The reference-style step must give our outputs: same keys, values and kernels (so far bitwise).
+EQUAL = dict(rtol=1e-5, atol=1e-6)
+
+
+class ReferenceStyleLayer:
+    """One global block's cache kept as the reference keeps it: [1, heads, frames, P, head_dim],
+    grown by torch.cat every frame (a full re-allocation), with k-LayerNorm and RoPE re-applied to
+    the whole cache every frame. Attention hands it keys already normalised and rotated, so that
+    recomputation only costs what it costs the reference and the stored keys are returned."""
+
+    def __init__(
+        self, k_norm: nn.Module, rope: RopeTables, keys: Tensor | None, values: Tensor | None
+    ) -> None:
+        self.k_norm = k_norm
+        self.rope = rope  # one frame's tables; tiled over all cached frames at each step
+        self.keys = keys
+        self.values = values
+
+    @property
+    def num_frames(self) -> int:
+        return 0 if self.keys is None else self.keys.shape[2]
+
+    @property
+    def nbytes(self) -> int:
+        return 0 if self.keys is None else self.keys.nbytes + self.values.nbytes
+
+    def extend(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Append one frame's k, v [1, heads, P, head_dim]; return all keys and values."""
+        self.keys = _append_frame(self.keys, k)
+        self.values = _append_frame(self.values, v)
+        batch, heads, frames, tokens, head_dim = self.keys.shape
+        keys = self.keys.reshape(batch, heads, frames * tokens, head_dim)
+        apply_rope(self.k_norm(keys), self.rope.repeat(frames))  # the reference's per-frame cost
+        return keys, self.values.reshape(batch, heads, frames * tokens, head_dim)
+
+
+def _append_frame(cache: Tensor | None, x: Tensor) -> Tensor:
+    x = x[:, :, None]
+    return x if cache is None else torch.cat([cache, x], dim=2)
+
+
+class ReferenceStyleCache:
+    """Drop-in for the session's global-block KVCache: no window, no preallocation."""
+
+    def __init__(self, layers: list[ReferenceStyleLayer]) -> None:
+        self.layers = layers
+
+    def __getitem__(self, index: int) -> ReferenceStyleLayer:
+        return self.layers[index]
+
+    @property
+    def num_frames(self) -> int:
+        return self.layers[0].num_frames
+
+    @property
+    def nbytes(self) -> int:
+        return sum(layer.nbytes for layer in self.layers)
+
+    def new_frame(self) -> None:
+        """Nothing to open: extend() concatenates the new frame."""
+
+    def reset(self) -> None:
+        for layer in self.layers:
+            layer.keys = layer.values = None
+
+
+def reference_style_cache(
+    model: StreamVGGT, image_size: tuple[int, int], source: KVCache | None = None
+) -> ReferenceStyleCache:
+    """A reference-style global-block cache, empty or holding a copy of `source`'s frames (an
+    unbounded, unmerged cache of frames of `image_size`)."""
+    aggregator = model.aggregator
+    rows, cols = (side // aggregator.patch_size for side in image_size)
+    positions = token_positions(rows, cols, aggregator.patch_start_idx, model.device)
+    rope = rope_tables(positions, aggregator.head_dim, aggregator.rope_freq)
+    tokens = len(positions)
+    layers = []
+    for index, block in enumerate(aggregator.global_blocks):
+        keys = values = None
+        if source is not None and source[index].num_frames:
+            layer = source[index]
+            keys, values = _by_frame(layer.keys, tokens), _by_frame(layer.values, tokens)
+        layers.append(ReferenceStyleLayer(block.attn.k_norm, rope, keys, values))
+    return ReferenceStyleCache(layers)
+
+
+def _by_frame(flat: Tensor, tokens: int) -> Tensor:
+    """[heads, frames * tokens, head_dim] -> a copy shaped [1, heads, frames, tokens, head_dim]."""
+    heads, total, head_dim = flat.shape
+    if total % tokens:
+        raise ValueError(f'{total} cached tokens are not whole frames of {tokens}')
+    return flat.reshape(1, heads, total // tokens, tokens, head_dim).clone()
+
+
+def copy_session(session: StreamSession) -> StreamSession:
+    """An independent copy of a session's state, caches included; the model is shared."""
+    return copy.deepcopy(session, memo={id(session.model): session.model})
+
+
+def fork_reference_style(session: StreamSession, image_size: tuple[int, int]) -> StreamSession:
+    """A copy of an unbounded session at its current frame, its global blocks switched to a
+    reference-style cache holding the same keys and values: the reference-style step is timed
+    at many cached frames without streaming that history through the 1B model a second time."""
+    twin = copy_session(session)
+    twin._swap_global_cache(reference_style_cache(session.model, image_size, session.caches[0]))
+    return twin
+
+
+@dataclass
+class Series:
+    """Per-frame measurements of one session, from `first_frame` on. Frame n (from 1) attends
+    over n cached frames, the current one included (fewer once a window is full)."""
+
+    first_frame: int = 1
+    step_s: list[list[float]] = field(default_factory=list)  # per frame: one time per repeat
+    cache_bytes: list[int] = field(default_factory=list)  # per frame, after it
+
+    def at(self, frame: int) -> list[float]:
+        return self.step_s[frame - self.first_frame]
+
+
+@dataclass
+class Lane:
+    """A session stepped through the stream, up to and including frame `last_frame`."""
+
+    session: StreamSession
+    series: Series
+    last_frame: int
+
+    @property
+    def next_frame(self) -> int:
+        return self.series.first_frame + len(self.series.step_s)
+
+
+def stats(values: list[float]) -> dict[str, float]:
+    return {'min': min(values), 'median': statistics.median(values), 'max': max(values)}
+
+
+def ratio(numerator: dict[str, float], denominator: dict[str, float]) -> float:
+    return numerator['median'] / denominator['median']
+
+
+def build_model(preset: str, seed: int = 0) -> StreamVGGT:
+    """Random (synthetic-recipe) weights, built on meta and adopted without copies."""
+    with torch.device('meta'):
+        model = StreamVGGT(preset)
+    shapes = [(key, tuple(t.shape)) for key, t in model.state_dict().items()]
+    model.load_state_dict(synthetic_state_dict(shapes, seed=seed), strict=True, assign=True)
+    return model.eval().requires_grad_(False)
+
+
+def tokens_per_frame(model: StreamVGGT, image_size: tuple[int, int]) -> int:
+    rows, cols = (side // model.config.patch_size for side in image_size)
+    return model.aggregator.patch_start_idx + rows * cols
+
+
+def stream_length(window: int, cached: int) -> int:
+    return max(FLAT_FACTOR * window, cached)
+
+
+def timed_step(session: StreamSession, image: Tensor) -> tuple[dict[str, Tensor], float]:
+    start = time.perf_counter()
+    out = session.step(image)
+    return out, time.perf_counter() - start
+
+
+def max_difference(actual: dict[str, Tensor], expected: dict[str, Tensor]) -> float:
+    """Largest absolute difference; raises if any output is not equal (to float rounding)."""
+    for name, value in expected.items():
+        torch.testing.assert_close(actual[name], value, **EQUAL, msg=f'{name} differs')
+    return max((actual[name] - value).abs().max().item() for name, value in expected.items())
+
+
+def step_lanes(lanes: dict[str, Lane], images: Tensor, repeats: int, turn: int) -> float:
+    """Step each lane's next frame, in turn (who goes first rotates with `turn`). With repeats > 1
+    each lane steps that frame `repeats` times, every time from a fresh copy of its state, and
+    goes on from the last copy. Returns the largest reference-style vs ours output difference."""
+    names = list(lanes)
+    states = {name: lane.session for name, lane in lanes.items()}
+    times: dict[str, list[float]] = {name: [] for name in names}
+    difference = 0.0
+    for repeat in range(repeats):
+        shift = (turn + repeat) % len(names)
+        outputs = {}
+        for name in names[shift:] + names[:shift]:
+            lane = lanes[name]
+            lane.session = copy_session(states[name]) if repeats > 1 else states[name]
+            outputs[name], seconds = timed_step(lane.session, images[lane.next_frame - 1])
+            times[name].append(seconds)
+        if 'reference' in outputs:
+            difference = max(difference, max_difference(outputs['reference'], outputs['unbounded']))
+    for name, lane in lanes.items():
+        lane.series.step_s.append(times[name])
+        lane.series.cache_bytes.append(lane.session.cache_bytes)
+    return difference
+
+
+def run_streams(
+    model: StreamVGGT, images: Tensor, window: int, cached: int, repeats: int
+) -> tuple[dict[str, Lane], float]:
+    """Step every section's sessions over the same frames, in turn, so that each ratio compares
+    times taken side by side: 'window' (window W) and 'unbounded' run from frame 1; copies of them
+    made before frame W ('window_at_W', 'unbounded_at_W') wait and step frame W while the
+    originals step frame 8*W; 'reference' is forked from 'unbounded' before frame `cached` and
+    steps it beside it. Those timed frames are repeated. Returns the lanes and the largest
+    reference-style vs ours output difference."""
+    flat, size = FLAT_FACTOR * window, tuple(images.shape[-2:])
+    lanes = {
+        'window': Lane(model.new_session(window=window), Series(), flat),
+        'unbounded': Lane(model.new_session(), Series(), stream_length(window, cached)),
+    }
+    parked = {}
+    difference = 0.0
+    for frame in range(1, stream_length(window, cached) + 1):
+        if frame == window:
+            parked = {
+                f'{name}_at_W': Lane(copy_session(lanes[name].session), Series(frame), frame)
+                for name in ('window', 'unbounded')
+            }
+        if frame == flat:
+            lanes.update(parked)
+        if frame == cached:
+            fork = fork_reference_style(lanes['unbounded'].session, size)
+            lanes['reference'] = Lane(fork, Series(frame), frame)
+        active = {name: lane for name, lane in lanes.items() if lane.next_frame <= lane.last_frame}
+        timed = repeats if frame in (flat, cached) else 1
+        difference = max(difference, step_lanes(active, images, timed, frame))
+    return lanes, difference
+
+
+def flat_cost(lanes: dict[str, Lane], window: int) -> dict[str, Any]:
+    """Section 1: step time at frame 8*W over frame W, with window W and unbounded."""
+    frames = [window, FLAT_FACTOR * window]
+    result = {}
+    for name in ('window', 'unbounded'):
+        low = stats(lanes[f'{name}_at_W'].series.at(window))
+        high = stats(lanes[name].series.at(frames[1]))
+        result[name] = {'frames': frames, 'step_s': [low, high], 'ratio': ratio(high, low)}
+    return result
+
+
+def reference_cost(lanes: dict[str, Lane], cached: int, difference: float) -> dict[str, Any]:
+    """Section 2: reference-style step time over ours, both with `cached` frames in the cache."""
+    ours = stats(lanes['unbounded'].series.at(cached))
+    reference = stats(lanes['reference'].series.at(cached))
+    return {
+        'frame': cached,
+        'ours_s': ours,
+        'reference_s': reference,
+        'ratio': ratio(reference, ours),
+        'max_abs_difference': difference,
+    }
+
+
+def kv_bytes(model: StreamVGGT, lanes: dict[str, Lane], tokens: int) -> dict[str, Any]:
+    """Section 3: global-block cache bytes per frame (ours: allocated for a full window, divided
+    by its frames) and the totals of all caches, ours bounded and unbounded."""
+    windowed, unbounded = lanes['window'].session, lanes['unbounded'].session
+    reference_style = lanes['reference'].session.caches[0]
+    keys = windowed.caches[0][0].keys
+    ours = windowed.caches[0].nbytes // windowed.window_fill
+    reference_bf16 = 2 * model.config.depth * model.config.embed_dim * BF16_BYTES * tokens
+    window_bytes = lanes['window'].series.cache_bytes
+    return {
+        'ours_per_frame': ours,
+        'ours_dtype': str(keys.dtype).removeprefix('torch.'),
+        'ours_per_frame_bf16': ours * BF16_BYTES // keys.element_size(),
+        'reference_per_frame_bf16': reference_bf16,
+        'reference_style_per_frame': reference_style.nbytes // reference_style.num_frames,
+        'window_total': windowed.cache_bytes,
+        'window_growth_after_fill': window_bytes[-1] - window_bytes[windowed.window - 1],
+        'frames': unbounded.frames_seen,
+        'unbounded_total': unbounded.cache_bytes,
+        'reference_total_bf16': reference_bf16 * unbounded.frames_seen,
+    }
+
+
+def bench_model(
+    model: StreamVGGT,
+    image_size: tuple[int, int],
+    window: int,
+    cached: int,
+    repeats: int,
+    warmup: int,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """All sections for one model at one image size."""
+    if window < 2 or cached < 2 or repeats < 1:
+        raise ValueError('need window >= 2, cached >= 2 and repeats >= 1')
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(stream_length(window, cached), 3, *image_size, generator=generator)
+    with torch.inference_mode():
+        warm = model.new_session()
+        for image in images[:warmup]:
+            warm.step(image)
+        lanes, difference = run_streams(model, images, window, cached, repeats)
+        tokens = tokens_per_frame(model, image_size)
+        return {
+            'image_size': list(image_size),
+            'tokens_per_frame': tokens,
+            'window': window,
+            'cached': cached,
+            'repeats': repeats,
+            'flat_cost': flat_cost(lanes, window),
+            'reference': reference_cost(lanes, cached, difference),
+            'kv_bytes': kv_bytes(model, lanes, tokens),
+            'series': {name: asdict(lane.series) for name, lane in lanes.items()},
+        }
+
+
+def _ms(times: dict[str, float]) -> str:
+    return ' / '.join(f'{1e3 * times[key]:.4g}' for key in ('min', 'median', 'max'))
+
+
+def _mb(count: int) -> str:
+    return f'{count / 1e6:.3g} MB'
+
+
+def _label(result: dict[str, Any]) -> str:
+    height, width = result['image_size']
+    return f'{result["preset"]} {height}x{width}'
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown tables (what stdout and bench.md show)."""
+    env = report['environment']
+    results = report['results']
+    lines = [
+        '# vggt-bench',
+        '',
+        f'torch {env["torch"]}, {env["device"]}, {env["threads"]} threads, {env["platform"]}; '
+        f'wall {report["wall_s"]:.0f} s; `{env["command"]}`',
+        '',
+        'Random weights, fp32. Step times in ms: min / median / max over repeats of the same '
+        'step, each from a copy of the session state (repeats: '
+        + ', '.join(f'{result["preset"]} {result["repeats"]}' for result in results)
+        + '). Frame n attends over n cached frames, itself included (at most W with a window). '
+        'The sessions compared are stepped in turn, frame by frame; ratios are of medians.',
+        '',
+        f'## 1. Flat cost with a window (target <= {FLAT_TARGET} with a window)',
+        '',
+        '| model | P | cache | at frame W | at frame 8·W | 8·W / W |',
+        '|---|---|---|---|---|---|',
+    ]
+    for result in results:
+        for name, cost in result['flat_cost'].items():
+            cache = f'window {result["window"]}' if name == 'window' else 'unbounded'
+            low, high = cost['step_s']
+            lines.append(
+                f'| {_label(result)} | {result["tokens_per_frame"]} | {cache} | {_ms(low)} '
+                f'| {_ms(high)} | {cost["ratio"]:.2f} |'
+            )
+    lines += [
+        '',
+        '## 2. Ours vs a reference-style step (cat raw K/V, re-norm and re-rotate the cache)',
+        '',
+        '| model | P | cached frames | ours | reference-style | reference / ours | '
+        'max abs output difference |',
+        '|---|---|---|---|---|---|---|',
+    ]
+    for result in results:
+        ref = result['reference']
+        lines.append(
+            f'| {_label(result)} | {result["tokens_per_frame"]} | {ref["frame"]} '
+            f'| {_ms(ref["ours_s"])} | {_ms(ref["reference_s"])} | {ref["ratio"]:.2f} '
+            f'| {ref["max_abs_difference"]:.1e} |'
+        )
+    lines += [
+        '',
+        '## 3. Key/value cache bytes (per frame: global blocks; totals: all caches)',
+        '',
+        '| model | P | ours per frame | ours in bf16 | reference bf16 (2·depth·dim·2 B·P) '
+        '| ours window W, total | growth after fill | ours unbounded, total '
+        '| reference bf16, total |',
+        '|---|---|---|---|---|---|---|---|---|',
+    ]
+    for result in results:
+        kv = result['kv_bytes']
+        lines.append(
+            f'| {_label(result)} | {result["tokens_per_frame"]} '
+            f'| {_mb(kv["ours_per_frame"])} ({kv["ours_dtype"]}) '
+            f'| {_mb(kv["ours_per_frame_bf16"])} '
+            f'| {_mb(kv["reference_per_frame_bf16"])} '
+            f'| {_mb(kv["window_total"])} (W={result["window"]}) '
+            f'| {kv["window_growth_after_fill"]} B | {_mb(kv["unbounded_total"])} '
+            f'({kv["frames"]} frames) | {_mb(kv["reference_total_bf16"])} ({kv["frames"]} frames) |'
+        )
+    lines += [
+        '',
+        "Ours unbounded is allocated by doubling (up to twice the frames held), in the run's "
+        'dtype; the reference holds exactly its frames, in bf16 under autocast.',
+    ]
+    return '\n'.join(lines) + '\n'
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """'HxW' -> (H, W)."""
+    try:
+        height, width = (int(side) for side in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected HxW such as 42x70, got {text!r}') from None
+    return height, width
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog='vggt-bench', description=__doc__.split('\n')[0])
+    parser.add_argument('--out', type=Path, default=Path('out/bench'), help='bench.json/.md here')
+    parser.add_argument('--quick', action='store_true', help='smaller settings, about a minute')
+    parser.add_argument('--window', type=int, help=f'W (default {DEFAULTS["window"]})')
+    parser.add_argument(
+        '--cached', type=int, help=f'cached frames for section 2 (default {DEFAULTS["cached"]})'
+    )
+    parser.add_argument('--repeats', type=int, help=f'steps per 1B figure ({DEFAULTS["repeats"]})')
+    parser.add_argument(
+        '--tiny-repeats', type=int, help=f'steps per tiny figure ({DEFAULTS["tiny_repeats"]})'
+    )
+    parser.add_argument('--warmup', type=int, help=f'untimed frames first ({DEFAULTS["warmup"]})')
+    parser.add_argument('--size', type=parse_size, help='1B input HxW (default 42x70)')
+    parser.add_argument('--tiny-size', type=parse_size, help='tiny input HxW (default 224x308)')
+    parser.add_argument('--presets', nargs='+', choices=PRESETS, default=list(PRESETS))
+    parser.add_argument('--threads', type=int, help="torch threads (default: torch's own)")
+    parser.add_argument('--seed', type=int, default=0, help='weights and images')
+    args = parser.parse_args(argv)
+    for name, default in (QUICK if args.quick else DEFAULTS).items():
+        if getattr(args, name) is None:
+            setattr(args, name, default)
+    return args
+
+
+def environment(argv: list[str] | None) -> dict[str, Any]:
+    return {
+        'torch': torch.__version__,
+        'device': 'cpu',
+        'threads': torch.get_num_threads(),
+        'cpu_count': os.cpu_count(),
+        'platform': platform.platform(terse=True),
+        'python': platform.python_version(),
+        'command': ' '.join(['vggt-bench', *(sys.argv[1:] if argv is None else argv)]),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    start = time.perf_counter()
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    sizes = {'streamvggt-1b': args.size, 'tiny': args.tiny_size}
+    repeats = {'streamvggt-1b': args.repeats, 'tiny': args.tiny_repeats}
+    results = []
+    for preset in args.presets:
+        print(f'vggt-bench: {preset} at {sizes[preset]}', file=sys.stderr, flush=True)
+        model = build_model(preset, args.seed)
+        result = bench_model(
+            model, sizes[preset], args.window, args.cached, repeats[preset], args.warmup, args.seed
+        )
+        results.append({'preset': preset, **result})
+        del model  # before the next preset is built: never two models in memory
+    report = {
+        'environment': environment(argv),
+        'results': results,
+        'wall_s': time.perf_counter() - start,
+    }
+    text = markdown(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / 'bench.json').write_text(json.dumps(report, indent=1) + '\n')
+    (args.out / 'bench.md').write_text(text)
+    print(text)
+
+
+if __name__ == '__main__':
+    main()
