@@ -1,5 +1,6 @@
-"""vggt-bench on the tiny preset at minimal sizes: report structure, and the reference-style step
-giving our outputs. Times are never asserted (they belong to the benchmark, not to tests)."""
+"""vggt-bench on the tiny preset at minimal sizes: report structure, the reference-style step
+giving our outputs, merged steps caching fewer tokens. Times are never asserted (they belong to
+the benchmark, not to tests)."""
 
 import json
 
@@ -7,10 +8,14 @@ import pytest
 import torch
 
 from vggt_ros import bench
+from vggt_ros.model import PRESETS
+from vggt_ros.model.merging import token_counts
 
 SIZE = (28, 42)  # 2 x 3 patches: 11 tokens per frame
 TOKENS = 11
 WINDOW, CACHED, REPEATS = 2, 4, 2
+MERGE_SIZE = (56, 84)  # 4 x 6 patches: 29 tokens, 13 kept when merged
+MERGE_WINDOWS = (2, 3)
 
 
 @pytest.fixture(scope='module', autouse=True)
@@ -93,18 +98,73 @@ def test_reference_style_session_reproduces_ours_from_the_first_frame(model):
     assert reference.window_fill == 0 and reference.caches[0].nbytes == 0
 
 
+def test_block_vs_reference_times_both_at_the_cached_frame():
+    section = bench.block_vs_reference(PRESETS['tiny'], SIZE, CACHED, REPEATS)
+    assert section['tokens_per_frame'] == TOKENS
+    assert section['cached_frames'] == CACHED
+    assert section['cached_tokens'] == CACHED * TOKENS  # the window stays full, never grows
+    assert_stats(section['ours_s'])
+    assert_stats(section['reference_s'])
+    assert section['ratio'] == section['reference_s']['median'] / section['ours_s']['median']
+
+
+def assert_merging_rows(rows, tokens, kept):
+    """Off caches W whole frames, on the anchor whole and W - 1 merged frames; both timed."""
+    assert [row['window'] for row in rows] == list(MERGE_WINDOWS)
+    for row in rows:
+        window = row['window']
+        assert row['off']['cached_tokens'] == window * tokens
+        assert row['on']['cached_tokens'] == tokens + (window - 1) * kept < window * tokens
+        assert_stats(row['off']['step_s'])
+        assert_stats(row['on']['step_s'])
+        assert row['ratio'] == row['off']['step_s']['median'] / row['on']['step_s']['median']
+        assert row['flops_ratio'] == row['flops_off'] / row['flops_on'] > 1
+
+
+def test_block_merging_caches_fewer_tokens_per_merged_frame():
+    config = PRESETS['tiny']
+    section = bench.block_merging(config, MERGE_SIZE, MERGE_WINDOWS, REPEATS)
+    kept = token_counts(bench.MERGING, 4, 6, 5).kept
+    assert section['tokens_per_frame'] == 29 and section['kept_per_merged_frame'] == kept == 13
+    assert_merging_rows(section['windows'], 29, kept)
+    assert section['target'] == {
+        'window': bench.MERGE_TARGET_WINDOW,
+        'target': bench.MERGE_TARGET,
+        'ratio': None,
+        'met': None,
+    }
+
+
+def test_merging_target_reads_the_target_window():
+    rows = [{'window': bench.MERGE_TARGET_WINDOW, 'ratio': bench.MERGE_TARGET}]
+    assert bench.merging_target(rows)['met'] is True
+    rows[0]['ratio'] = 0.99 * bench.MERGE_TARGET
+    assert bench.merging_target(rows)['met'] is False
+
+
+def test_merging_steps_stream_sessions_off_and_on(model):
+    section = bench.merging_steps(model, MERGE_SIZE, MERGE_WINDOWS, REPEATS)
+    assert section['tokens_per_frame'] == 29 and section['repeats'] == REPEATS
+    assert_merging_rows(section['windows'], 29, 13)
+
+
 def test_main_writes_json_and_markdown(tmp_path, capsys):
     bench.main(
         ['--presets', 'tiny', '--tiny-size', '28x42', '--window', '2', '--cached', '3']
         + ['--tiny-repeats', '2', '--warmup', '0', '--out', str(tmp_path)]
+        + ['--block-size', '28x42', '--block-repeats', '1', '--merge-windows', '2', '32']
     )
     report = json.loads((tmp_path / 'bench.json').read_text())
     assert [result['preset'] for result in report['results']] == ['tiny']
+    assert [result['preset'] for result in report['merging_steps']] == ['tiny']
+    assert report['global_block']['cached_frames'] == 3
+    assert report['block_merging']['target']['met'] in (True, False)
     assert report['environment']['threads'] == 1
     markdown = (tmp_path / 'bench.md').read_text()
     assert markdown == bench.markdown(report)
     assert markdown in capsys.readouterr().out
-    assert all(heading in markdown for heading in ('## 1.', '## 2.', '## 3.'))
+    headings = ('## 1.', '## 2.', '## 3.', '## 4.', '## 5.', '(a) ', '(b) ', 'Target at window 32')
+    assert all(heading in markdown for heading in headings)
 
 
 def test_bad_size_is_a_usage_error():

@@ -11,6 +11,13 @@ Sections, per model (the 1B dimensions at a reduced resolution, the tiny preset 
 2. ours vs a reference-style step (raw K/V concatenated per frame, k-norm and RoPE re-applied to
    the whole cache every frame, as wzzheng/StreamVGGT does) at the same number of cached frames;
 3. key/value bytes per frame and in total, ours vs the reference's 2*depth*dim*P bf16 values.
+
+Whole steps are only affordable at tiny P, where DINO, the MLPs and the heads dominate; the cache
+lives in the global blocks. So sections 4-5a time one global block at the 1B dimensions at a
+realistic P (518x392 by default), its cache pre-filled with random keys and values:
+4. ours vs the reference-style store at `cached` frames;
+5. FastVGGT token merging on vs off at windows 8 and 32: (a) that block, beside the closed-form
+   global-attention FLOPs; (b) whole steps of sessions streamed side by side (tiny preset).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,8 +38,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from vggt_ros.model import StreamSession, StreamVGGT
-from vggt_ros.model.kv_cache import KVCache
+from vggt_ros.model import PRESETS as CONFIGS
+from vggt_ros.model import MergingConfig, StreamSession, StreamVGGT, StreamVGGTConfig
+from vggt_ros.model.kv_cache import KVCache, LayerKVCache
+from vggt_ros.model.layers import Block, TokenMerger
+from vggt_ros.model.merging import global_attention_flops, partition_frame, token_counts
 from vggt_ros.model.rope import RopeTables, apply_rope, rope_tables, token_positions
 from vggt_ros.model.synthetic_weights import synthetic_state_dict
 
@@ -39,12 +50,32 @@ FLAT_FACTOR = 8  # section 1 compares frame FLAT_FACTOR * W with frame W
 FLAT_TARGET = 1.1
 BF16_BYTES = 2
 PRESETS = ('streamvggt-1b', 'tiny')
-# Tuned so the default run takes about 4-6 minutes on 2 CPU cores, --quick about one minute.
+BLOCK_PRESET = 'streamvggt-1b'  # sections 4 and 5a: one global block of these dimensions
+MERGE_WINDOWS = (8, 32)
+MERGE_TARGET, MERGE_TARGET_WINDOW = 2.0, 32  # issue 4: merging on >= 2x faster at window 32
+MERGING = MergingConfig()  # the session's merging option, FastVGGT's settings
+# Tuned so the default run takes about 4.5-6 minutes on 2 CPU cores, --quick about one minute.
 DEFAULTS = dict(
-    window=8, cached=64, repeats=5, tiny_repeats=15, warmup=2, size=(42, 70), tiny_size=(224, 308)
+    window=8,
+    cached=64,
+    repeats=5,
+    tiny_repeats=15,
+    block_repeats=5,
+    warmup=2,
+    size=(42, 70),
+    tiny_size=(224, 308),
+    block_size=(518, 392),
 )
 QUICK = dict(
-    window=2, cached=16, repeats=3, tiny_repeats=5, warmup=1, size=(28, 42), tiny_size=(112, 154)
+    window=2,
+    cached=16,
+    repeats=3,
+    tiny_repeats=5,
+    block_repeats=3,
+    warmup=1,
+    size=(28, 42),
+    tiny_size=(112, 154),
+    block_size=(518, 154),
 )
 # The reference-style step must give our outputs: same keys, values and kernels (so far bitwise).
 EQUAL = dict(rtol=1e-5, atol=1e-6)
@@ -117,13 +148,10 @@ def reference_style_cache(
 ) -> ReferenceStyleCache:
     """A reference-style global-block cache, empty or holding a copy of `source`'s frames (an
     unbounded, unmerged cache of frames of `image_size`)."""
-    aggregator = model.aggregator
-    rows, cols = (side // aggregator.patch_size for side in image_size)
-    positions = token_positions(rows, cols, aggregator.patch_start_idx, model.device)
-    rope = rope_tables(positions, aggregator.head_dim, aggregator.rope_freq)
-    tokens = len(positions)
+    rope = frame_rope(model.config, image_size, model.device)
+    tokens = len(rope.cos)
     layers = []
-    for index, block in enumerate(aggregator.global_blocks):
+    for index, block in enumerate(model.aggregator.global_blocks):
         keys = values = None
         if source is not None and source[index].num_frames:
             layer = source[index]
@@ -197,19 +225,53 @@ def build_model(preset: str, seed: int = 0) -> StreamVGGT:
     return model.eval().requires_grad_(False)
 
 
-def tokens_per_frame(model: StreamVGGT, image_size: tuple[int, int]) -> int:
-    rows, cols = (side // model.config.patch_size for side in image_size)
-    return model.aggregator.patch_start_idx + rows * cols
+def patch_grid(config: StreamVGGTConfig, image_size: tuple[int, int]) -> tuple[int, int]:
+    rows, cols = (side // config.patch_size for side in image_size)
+    return rows, cols
+
+
+def special_tokens(config: StreamVGGTConfig) -> int:
+    """Camera token and registers, ahead of the patches (the aggregator's patch_start_idx)."""
+    return 1 + config.num_register_tokens
+
+
+def tokens_per_frame(config: StreamVGGTConfig, image_size: tuple[int, int]) -> int:
+    rows, cols = patch_grid(config, image_size)
+    return special_tokens(config) + rows * cols
+
+
+def frame_rope(
+    config: StreamVGGTConfig, image_size: tuple[int, int], device: torch.device | None = None
+) -> RopeTables:
+    """The RoPE tables of one frame's tokens, as the aggregator builds them."""
+    rows, cols = patch_grid(config, image_size)
+    positions = token_positions(rows, cols, special_tokens(config), device)
+    return rope_tables(positions, config.embed_dim // config.num_heads, config.rope_freq)
+
+
+def check_settings(frames: tuple[int, ...], repeats: int) -> None:
+    """Windows and cached frames hold the anchor and the new frame at least; one repeat at least."""
+    if min(frames) < 2 or repeats < 1:
+        raise ValueError(
+            f'need windows and cached frames >= 2, repeats >= 1; got {frames}, {repeats}'
+        )
 
 
 def stream_length(window: int, cached: int) -> int:
     return max(FLAT_FACTOR * window, cached)
 
 
-def timed_step(session: StreamSession, image: Tensor) -> tuple[dict[str, Tensor], float]:
+def timed(function: Callable[..., Any], *args: Any) -> tuple[Any, float]:
     start = time.perf_counter()
-    out = session.step(image)
+    out = function(*args)
     return out, time.perf_counter() - start
+
+
+def in_turn(names: list[str], shift: int) -> list[str]:
+    """The order in which the things compared step: rotated by `shift`, so that none always goes
+    first (or right after another's allocations)."""
+    shift %= len(names)
+    return names[shift:] + names[:shift]
 
 
 def max_difference(actual: dict[str, Tensor], expected: dict[str, Tensor]) -> float:
@@ -228,12 +290,11 @@ def step_lanes(lanes: dict[str, Lane], images: Tensor, repeats: int, turn: int) 
     times: dict[str, list[float]] = {name: [] for name in names}
     difference = 0.0
     for repeat in range(repeats):
-        shift = (turn + repeat) % len(names)
         outputs = {}
-        for name in names[shift:] + names[:shift]:
+        for name in in_turn(names, turn + repeat):
             lane = lanes[name]
             lane.session = copy_session(states[name]) if repeats > 1 else states[name]
-            outputs[name], seconds = timed_step(lane.session, images[lane.next_frame - 1])
+            outputs[name], seconds = timed(lane.session.step, images[lane.next_frame - 1])
             times[name].append(seconds)
         if 'reference' in outputs:
             difference = max(difference, max_difference(outputs['reference'], outputs['unbounded']))
@@ -333,8 +394,7 @@ def bench_model(
     seed: int = 0,
 ) -> dict[str, Any]:
     """All sections for one model at one image size."""
-    if window < 2 or cached < 2 or repeats < 1:
-        raise ValueError('need window >= 2, cached >= 2 and repeats >= 1')
+    check_settings((window, cached), repeats)
     generator = torch.Generator().manual_seed(seed)
     images = torch.rand(stream_length(window, cached), 3, *image_size, generator=generator)
     with torch.inference_mode():
@@ -342,7 +402,7 @@ def bench_model(
         for image in images[:warmup]:
             warm.step(image)
         lanes, difference = run_streams(model, images, window, cached, repeats)
-        tokens = tokens_per_frame(model, image_size)
+        tokens = tokens_per_frame(model.config, image_size)
         return {
             'image_size': list(image_size),
             'tokens_per_frame': tokens,
@@ -354,6 +414,244 @@ def bench_model(
             'kv_bytes': kv_bytes(model, lanes, tokens),
             'series': {name: asdict(lane.series) for name, lane in lanes.items()},
         }
+
+
+def global_block(config: StreamVGGTConfig) -> Block:
+    """A global block as the aggregator builds it (QK-LayerNorm), with PyTorch's random init:
+    timing does not depend on the weights."""
+    block = Block(config.embed_dim, config.num_heads, config.mlp_ratio, qk_norm=True)
+    return block.eval().requires_grad_(False)
+
+
+def filled_cache(
+    frame_tokens: list[int], config: StreamVGGTConfig, generator: torch.Generator
+) -> LayerKVCache:
+    """A full window (window = len(frame_tokens) frames, anchor first) of random keys and values:
+    stepping that history through the block would give other values, not other times. Each
+    timed step then evicts the oldest frame and appends one of the same size, so every repeat
+    finds the same state (and pays our eviction, one frame's copy)."""
+    heads = config.num_heads
+    cache = LayerKVCache(window=len(frame_tokens))
+    for tokens in frame_tokens:
+        cache.new_frame()
+        cache.extend(
+            *torch.randn(2, 1, heads, tokens, config.embed_dim // heads, generator=generator)
+        )
+    return cache
+
+
+def cached_step(
+    block: Block,
+    x: Tensor,
+    rope: RopeTables,
+    cache: LayerKVCache,
+    merger: TokenMerger | None = None,
+) -> Callable[[], Tensor]:
+    """One frame through the block as a session steps it: open the frame, attend via the cache."""
+
+    def step() -> Tensor:
+        cache.new_frame()
+        return block(x, rope, cache=cache, merger=merger)
+
+    return step
+
+
+def reference_step(
+    block: Block, x: Tensor, rope: RopeTables, keys: Tensor, values: Tensor
+) -> Callable[[], Tensor]:
+    """One frame through the block with a reference-style store of the earlier frames' keys and
+    values [1, heads, frames, P, head_dim]. torch.cat leaves those untouched, so a fresh store
+    over them restores the state for every repeat without a copy."""
+
+    def step() -> Tensor:
+        return block(x, rope, cache=ReferenceStyleLayer(block.attn.k_norm, rope, keys, values))
+
+    return step
+
+
+def time_in_turn(steps: dict[str, Callable[[], Any]], repeats: int) -> dict[str, dict[str, float]]:
+    """Each step once untimed (first-touch allocations), then `repeats` times, the steps taking
+    turns (who goes first rotating) so that the machine's load hits them alike."""
+    names = list(steps)
+    for step in steps.values():
+        step()
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for repeat in range(repeats):
+        for name in in_turn(names, repeat):
+            times[name].append(timed(steps[name])[1])
+    return {name: stats(values) for name, values in times.items()}
+
+
+def block_inputs(
+    config: StreamVGGTConfig, image_size: tuple[int, int], generator: torch.Generator
+) -> tuple[Block, Tensor, RopeTables]:
+    """A global block, a new frame's tokens x [1, P, dim] and its RoPE tables."""
+    tokens = tokens_per_frame(config, image_size)
+    x = torch.randn(1, tokens, config.embed_dim, generator=generator)
+    return global_block(config), x, frame_rope(config, image_size)
+
+
+def block_vs_reference(
+    config: StreamVGGTConfig,
+    image_size: tuple[int, int],
+    cached: int,
+    repeats: int,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Section 4: one global block's step at frame `cached` (attending over `cached` frames, the
+    new one included), ours (window = `cached`, full) vs the reference-style store."""
+    check_settings((cached,), repeats)
+    generator = torch.Generator().manual_seed(seed)
+    block, x, rope = block_inputs(config, image_size, generator)
+    tokens = x.shape[1]
+    with torch.inference_mode():
+        cache = filled_cache([tokens] * cached, config, generator)
+        earlier = (flat[:, : (cached - 1) * tokens] for flat in (cache.keys, cache.values))
+        keys, values = (_by_frame(flat, tokens) for flat in earlier)
+        times = time_in_turn(
+            {
+                'ours': cached_step(block, x, rope, cache),
+                'reference': reference_step(block, x, rope, keys, values),
+            },
+            repeats,
+        )
+    return {
+        'image_size': list(image_size),
+        'tokens_per_frame': tokens,
+        'cached_frames': cached,
+        'cached_tokens': cache.num_tokens,
+        'repeats': repeats,
+        'ours_s': times['ours'],
+        'reference_s': times['reference'],
+        'ratio': ratio(times['reference'], times['ours']),
+    }
+
+
+def merging_flops(
+    merging: MergingConfig,
+    config: StreamVGGTConfig,
+    image_size: tuple[int, int],
+    window: int,
+    depth: int,
+) -> dict[str, float]:
+    """Closed-form global-attention FLOPs of a new frame over `depth` blocks, off and on."""
+    rows, cols = patch_grid(config, image_size)
+    off, on = (
+        global_attention_flops(
+            option, rows, cols, window, config.embed_dim, depth, special_tokens(config)
+        )
+        for option in (None, merging)
+    )
+    return {'flops_off': off, 'flops_on': on, 'flops_ratio': off / on}
+
+
+def merging_row(
+    window: int,
+    times: dict[str, dict[str, float]],
+    cached_tokens: dict[str, int],
+    flops: dict[str, float],
+) -> dict[str, Any]:
+    """One window's merging off vs on figures (sections 5a and 5b alike)."""
+    return {
+        'window': window,
+        **{
+            name: {'step_s': times[name], 'cached_tokens': cached_tokens[name]}
+            for name in ('off', 'on')
+        },
+        'ratio': ratio(times['off'], times['on']),
+        **flops,
+    }
+
+
+def merging_target(windows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Whether the off/on ratio reaches MERGE_TARGET at MERGE_TARGET_WINDOW (None: not run)."""
+    measured = {row['window']: row['ratio'] for row in windows}.get(MERGE_TARGET_WINDOW)
+    return {
+        'window': MERGE_TARGET_WINDOW,
+        'target': MERGE_TARGET,
+        'ratio': measured,
+        'met': None if measured is None else measured >= MERGE_TARGET,
+    }
+
+
+def block_merging(
+    config: StreamVGGTConfig,
+    image_size: tuple[int, int],
+    windows: tuple[int, ...],
+    repeats: int,
+    merging: MergingConfig = MERGING,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Section 5a: one global block's step with a full window W, merging off (anchor + W - 1
+    whole frames) vs on (anchor whole + W - 1 merged frames; the new frame merged by the
+    session's code path: Block.forward with this frame's partition_frame as merger). The
+    partition is drawn once per frame for all blocks and is left out of the block's time."""
+    check_settings(windows, repeats)
+    generator = torch.Generator().manual_seed(seed)
+    block, x, rope = block_inputs(config, image_size, generator)
+    tokens, (rows, cols) = x.shape[1], patch_grid(config, image_size)
+    kept = token_counts(merging, rows, cols, special_tokens(config)).kept
+    results = []
+    with torch.inference_mode():
+        for window in windows:
+            caches = {
+                'off': filled_cache([tokens] * window, config, generator),
+                'on': filled_cache([tokens] + [kept] * (window - 1), config, generator),
+            }
+            merger = partition_frame(merging, rows, cols, special_tokens(config), window)
+            steps = {
+                'off': cached_step(block, x, rope, caches['off']),
+                'on': cached_step(block, x, rope, caches['on'], merger),
+            }
+            times = time_in_turn(steps, repeats)
+            cached_tokens = {name: cache.num_tokens for name, cache in caches.items()}
+            flops = merging_flops(merging, config, image_size, window, depth=1)
+            results.append(merging_row(window, times, cached_tokens, flops))
+    return {
+        'image_size': list(image_size),
+        'tokens_per_frame': tokens,
+        'kept_per_merged_frame': kept,
+        'repeats': repeats,
+        'windows': results,
+        'target': merging_target(results),
+    }
+
+
+def merging_steps(
+    model: StreamVGGT,
+    image_size: tuple[int, int],
+    windows: tuple[int, ...],
+    repeats: int,
+    merging: MergingConfig = MERGING,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Section 5b: whole steps of two sessions with window W, merging off and on, streamed side by
+    side; frame W + 1 (the window full, the first eviction) is timed with repeats."""
+    check_settings(windows, repeats)
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(max(windows) + 1, 3, *image_size, generator=generator)
+    results = []
+    with torch.inference_mode():
+        for window in windows:
+            frame = window + 1
+            lanes = {
+                'off': Lane(model.new_session(window=window), Series(), frame),
+                'on': Lane(model.new_session(window=window, merging=merging), Series(), frame),
+            }
+            for turn in range(1, frame + 1):
+                step_lanes(lanes, images, repeats if turn == frame else 1, turn)
+            times = {name: stats(lane.series.at(frame)) for name, lane in lanes.items()}
+            cached_tokens = {
+                name: lane.session.caches[0][0].num_tokens for name, lane in lanes.items()
+            }
+            flops = merging_flops(merging, model.config, image_size, window, model.config.depth)
+            results.append(merging_row(window, times, cached_tokens, flops))
+    return {
+        'image_size': list(image_size),
+        'tokens_per_frame': tokens_per_frame(model.config, image_size),
+        'repeats': repeats,
+        'windows': results,
+    }
 
 
 def _ms(times: dict[str, float]) -> str:
@@ -438,7 +736,111 @@ def markdown(report: dict[str, Any]) -> str:
         "Ours unbounded is allocated by doubling (up to twice the frames held), in the run's "
         'dtype; the reference holds exactly its frames, in bf16 under autocast.',
     ]
+    lines += block_markdown(report['global_block'])
+    lines += merging_markdown(report['block_merging'], report['merging_steps'])
     return '\n'.join(lines) + '\n'
+
+
+def _row(*cells: object) -> str:
+    return '| ' + ' | '.join(str(cell) for cell in cells) + ' |'
+
+
+def _block_label(section: dict[str, Any]) -> str:
+    height, width = section['image_size']
+    return f'{BLOCK_PRESET} global block, {height}x{width}'
+
+
+def block_markdown(section: dict[str, Any]) -> list[str]:
+    """Section 4's table."""
+    return [
+        '',
+        '## 4. One global block at 1B dimensions: ours vs the reference-style store',
+        '',
+        'A new frame of P tokens through one global block (QK-norm, RoPE) against a cache '
+        'pre-filled with random keys/values; ours with a full window of the cached frames (each '
+        'step evicts one frame and appends one), the reference-style store concatenating and '
+        're-normalising and re-rotating all cached keys. Repeats: '
+        f'{section["repeats"]}, after one untimed step each.',
+        '',
+        '| block | P | cached frames | cached tokens | ours | reference-style | reference / ours |',
+        '|---|---|---|---|---|---|---|',
+        _row(
+            _block_label(section),
+            section['tokens_per_frame'],
+            section['cached_frames'],
+            section['cached_tokens'],
+            _ms(section['ours_s']),
+            _ms(section['reference_s']),
+            f'{section["ratio"]:.2f}',
+        ),
+    ]
+
+
+def _merging_cells(row: dict[str, Any]) -> list[str]:
+    """The columns that sections 5a and 5b share, from the window on."""
+    return [
+        str(row['window']),
+        f'{row["off"]["cached_tokens"]} / {row["on"]["cached_tokens"]}',
+        _ms(row['off']['step_s']),
+        _ms(row['on']['step_s']),
+        f'{row["ratio"]:.2f}',
+        f'{row["flops_off"] / 1e9:.4g} / {row["flops_on"] / 1e9:.4g} G = {row["flops_ratio"]:.2f}',
+    ]
+
+
+def _verdict(target: dict[str, Any]) -> str:
+    if target['met'] is None:
+        return f'Target not measured: window {target["window"]} was not run.'
+    verdict = 'met' if target['met'] else 'NOT met'
+    return (
+        f'Target at window {target["window"]}: off / on = {target["ratio"]:.2f} '
+        f'(>= {target["target"]:g} wanted): **{verdict}**.'
+    )
+
+
+def merging_markdown(block: dict[str, Any], steps: list[dict[str, Any]]) -> list[str]:
+    """Section 5's tables: (a) one global block, (b) whole steps."""
+    header = (
+        '| {} | P | W | cached tokens off / on | off | on | off / on '
+        '| global-attention FLOPs off / on (closed form) |'
+    )
+    lines = [
+        '',
+        f'## 5. Token merging on vs off (target: off / on >= {MERGE_TARGET:g} at window '
+        f'{MERGE_TARGET_WINDOW} on the global-attention share)',
+        '',
+        '(a) One global block at 1B dimensions with a full window W, caches pre-filled as in 4: '
+        'off = anchor + W-1 whole frames; on = anchor whole + W-1 merged frames of '
+        f"{block['kept_per_merged_frame']} tokens, the new frame merged by the session's code "
+        'path. The FLOPs count QK^T, PV and matching only; the times include qkv, proj and the '
+        f'MLP on all P tokens. Repeats: {block["repeats"]}, after one untimed step each.',
+        '',
+        header.format('block'),
+        '|---|---|---|---|---|---|---|---|',
+    ]
+    lines += [
+        _row(_block_label(block), block['tokens_per_frame'], *_merging_cells(row))
+        for row in block['windows']
+    ]
+    lines += ['', _verdict(block['target'])]
+    if not steps:
+        return lines
+    lines += [
+        '',
+        '(b) Whole steps, for honesty: sessions with window W, merging off and on, streamed side '
+        'by side; frame W+1 timed (repeats: '
+        + ', '.join(f'{result["preset"]} {result["repeats"]}' for result in steps)
+        + '). DINO, the frame blocks, the MLPs and the heads do not shrink with merging.',
+        '',
+        header.format('model'),
+        '|---|---|---|---|---|---|---|---|',
+    ]
+    lines += [
+        _row(_label(result), result['tokens_per_frame'], *_merging_cells(row))
+        for result in steps
+        for row in result['windows']
+    ]
+    return lines
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -462,10 +864,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         '--tiny-repeats', type=int, help=f'steps per tiny figure ({DEFAULTS["tiny_repeats"]})'
     )
+    parser.add_argument(
+        '--block-repeats', type=int, help=f'steps per block figure ({DEFAULTS["block_repeats"]})'
+    )
     parser.add_argument('--warmup', type=int, help=f'untimed frames first ({DEFAULTS["warmup"]})')
     parser.add_argument('--size', type=parse_size, help='1B input HxW (default 42x70)')
     parser.add_argument('--tiny-size', type=parse_size, help='tiny input HxW (default 224x308)')
+    parser.add_argument(
+        '--block-size', type=parse_size, help='sections 4-5a frame HxW (default 518x392; 518x154)'
+    )
     parser.add_argument('--presets', nargs='+', choices=PRESETS, default=list(PRESETS))
+    parser.add_argument(
+        '--merge-windows', nargs='+', type=int, default=list(MERGE_WINDOWS), help='section 5'
+    )
+    parser.add_argument(
+        '--merge-presets',
+        nargs='*',
+        choices=PRESETS,
+        default=['tiny'],
+        help='whole-step merging (5b) with these presets at their sizes (default: tiny)',
+    )
     parser.add_argument('--threads', type=int, help="torch threads (default: torch's own)")
     parser.add_argument('--seed', type=int, default=0, help='weights and images')
     args = parser.parse_args(argv)
@@ -487,6 +905,10 @@ def environment(argv: list[str] | None) -> dict[str, Any]:
     }
 
 
+def _progress(text: str) -> None:
+    print(f'vggt-bench: {text}', file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     args = parse_args(argv)
@@ -494,18 +916,36 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     sizes = {'streamvggt-1b': args.size, 'tiny': args.tiny_size}
     repeats = {'streamvggt-1b': args.repeats, 'tiny': args.tiny_repeats}
-    results = []
-    for preset in args.presets:
-        print(f'vggt-bench: {preset} at {sizes[preset]}', file=sys.stderr, flush=True)
+    windows = tuple(args.merge_windows)
+    results, steps = [], []
+    for preset in dict.fromkeys([*args.presets, *args.merge_presets]):
+        _progress(f'{preset} at {sizes[preset]}')
         model = build_model(preset, args.seed)
-        result = bench_model(
-            model, sizes[preset], args.window, args.cached, repeats[preset], args.warmup, args.seed
-        )
-        results.append({'preset': preset, **result})
+        if preset in args.presets:
+            result = bench_model(
+                model,
+                sizes[preset],
+                args.window,
+                args.cached,
+                repeats[preset],
+                args.warmup,
+                args.seed,
+            )
+            results.append({'preset': preset, **result})
+        if preset in args.merge_presets:
+            result = merging_steps(model, sizes[preset], windows, repeats[preset], seed=args.seed)
+            steps.append({'preset': preset, **result})
         del model  # before the next preset is built: never two models in memory
+    config = CONFIGS[BLOCK_PRESET]
+    _progress(f'{BLOCK_PRESET} global block at {args.block_size}')
+    block = block_vs_reference(config, args.block_size, args.cached, args.block_repeats, args.seed)
+    merging = block_merging(config, args.block_size, windows, args.block_repeats, seed=args.seed)
     report = {
         'environment': environment(argv),
         'results': results,
+        'global_block': block,
+        'block_merging': merging,
+        'merging_steps': steps,
         'wall_s': time.perf_counter() - start,
     }
     text = markdown(report)
