@@ -10,6 +10,7 @@ import torch
 from vggt_ros import bench
 from vggt_ros.model import PRESETS
 from vggt_ros.model.merging import token_counts
+from vggt_ros.model.synthetic_weights import synthetic_model
 
 SIZE = (28, 42)  # 2 x 3 patches: 11 tokens per frame
 TOKENS = 11
@@ -29,7 +30,7 @@ def one_thread():
 
 @pytest.fixture(scope='module')
 def model():
-    return bench.build_model('tiny')
+    return synthetic_model('tiny')
 
 
 @pytest.fixture(scope='module')

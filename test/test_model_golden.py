@@ -10,8 +10,8 @@ import pytest
 import torch
 from merging_agreement import report
 
-from vggt_ros.model import MergingConfig, StreamVGGT
-from vggt_ros.model.synthetic_weights import synthetic_state_dict
+from vggt_ros.model import MergingConfig
+from vggt_ros.model.synthetic_weights import synthetic_model
 
 DATA = Path(__file__).parent / 'data'
 OUTPUTS = ('pose_enc', 'depth', 'depth_conf', 'world_points', 'world_points_conf')
@@ -26,12 +26,8 @@ def golden():
 
 @pytest.fixture(scope='module')
 def model():
-    """The 1.19B-parameter model, built on meta and given the synthetic weights without copies."""
-    with torch.device('meta'):
-        model = StreamVGGT('streamvggt-1b')
-    state = synthetic_state_dict(DATA / 'streamvggt_state_dict_keys.tsv', seed=1)
-    model.load_state_dict(state, strict=True, assign=True)
-    return model.eval()
+    """The 1.19B-parameter model with the golden recipe's weights, numbered by the official keys."""
+    return synthetic_model('streamvggt-1b', seed=1, keys=DATA / 'streamvggt_state_dict_keys.tsv')
 
 
 def assert_outputs_close(label, actual, expected):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from merging_agreement import report
 
-from vggt_ros.model import MergingConfig, StreamVGGT
+from vggt_ros.model import MergingConfig
 from vggt_ros.model.merging import (
     FramePartition,
     as_merging_config,
@@ -15,7 +15,7 @@ from vggt_ros.model.merging import (
     partition_frame,
     token_counts,
 )
-from vggt_ros.model.synthetic_weights import synthetic_state_dict
+from vggt_ros.model.synthetic_weights import synthetic_model
 
 FRAMES, HEIGHT, WIDTH = 10, 70, 98  # 5 x 7 patches: odd sides, so edge cells are cut
 ROWS, COLS, SPECIAL = 5, 7, 5
@@ -25,10 +25,7 @@ OUTPUTS = ('pose_enc', 'depth', 'depth_conf', 'world_points', 'world_points_conf
 
 @pytest.fixture(scope='module')
 def model():
-    model = StreamVGGT('tiny')
-    shapes = [(key, tuple(t.shape)) for key, t in model.state_dict().items()]
-    model.load_state_dict(synthetic_state_dict(shapes, seed=3))
-    return model.eval()
+    return synthetic_model('tiny', seed=3)
 
 
 @pytest.fixture(scope='module')

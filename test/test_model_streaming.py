@@ -5,9 +5,8 @@ import math
 import pytest
 import torch
 
-from vggt_ros.model import StreamVGGT
 from vggt_ros.model.rope import apply_rope, rope_tables, token_positions
-from vggt_ros.model.synthetic_weights import synthetic_state_dict
+from vggt_ros.model.synthetic_weights import synthetic_model
 
 FRAMES, HEIGHT, WIDTH = 12, 42, 56  # 3 x 4 patches, 17 tokens per frame
 OUTPUTS = ('pose_enc', 'depth', 'depth_conf', 'world_points', 'world_points_conf')
@@ -17,10 +16,7 @@ TOLERANCE = dict(rtol=1e-4, atol=1e-5)
 
 @pytest.fixture(scope='module')
 def model():
-    model = StreamVGGT('tiny')
-    shapes = [(key, tuple(t.shape)) for key, t in model.state_dict().items()]
-    model.load_state_dict(synthetic_state_dict(shapes, seed=3))
-    return model.eval()
+    return synthetic_model('tiny', seed=3)
 
 
 @pytest.fixture(scope='module')

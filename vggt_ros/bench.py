@@ -44,7 +44,7 @@ from vggt_ros.model.kv_cache import KVCache, LayerKVCache
 from vggt_ros.model.layers import Block, TokenMerger
 from vggt_ros.model.merging import global_attention_flops, partition_frame, token_counts
 from vggt_ros.model.rope import RopeTables, apply_rope, rope_tables, token_positions
-from vggt_ros.model.synthetic_weights import synthetic_state_dict
+from vggt_ros.model.synthetic_weights import synthetic_model
 
 FLAT_FACTOR = 8  # section 1 compares frame FLAT_FACTOR * W with frame W
 FLAT_TARGET = 1.1
@@ -214,15 +214,6 @@ def stats(values: list[float]) -> dict[str, float]:
 
 def ratio(numerator: dict[str, float], denominator: dict[str, float]) -> float:
     return numerator['median'] / denominator['median']
-
-
-def build_model(preset: str, seed: int = 0) -> StreamVGGT:
-    """Random (synthetic-recipe) weights, built on meta and adopted without copies."""
-    with torch.device('meta'):
-        model = StreamVGGT(preset)
-    shapes = [(key, tuple(t.shape)) for key, t in model.state_dict().items()]
-    model.load_state_dict(synthetic_state_dict(shapes, seed=seed), strict=True, assign=True)
-    return model.eval().requires_grad_(False)
 
 
 def patch_grid(config: StreamVGGTConfig, image_size: tuple[int, int]) -> tuple[int, int]:
@@ -920,7 +911,7 @@ def main(argv: list[str] | None = None) -> None:
     results, steps = [], []
     for preset in dict.fromkeys([*args.presets, *args.merge_presets]):
         _progress(f'{preset} at {sizes[preset]}')
-        model = build_model(preset, args.seed)
+        model = synthetic_model(preset, args.seed)
         if preset in args.presets:
             result = bench_model(
                 model,

@@ -15,6 +15,8 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
+from vggt_ros.model.streamvggt import StreamVGGT
+
 Shapes = Iterable[tuple[str, tuple[int, ...]]]
 
 
@@ -56,3 +58,19 @@ def synthetic_state_dict(
         for index, (key, shape) in enumerate(pairs)
         if not key.startswith(skip_prefixes)
     }
+
+
+def synthetic_model(
+    preset: str = 'tiny', seed: int = 1, keys: str | os.PathLike | Shapes | None = None
+) -> StreamVGGT:
+    """A model holding recipe weights, built on the meta device and given them without copies.
+
+    `keys` numbers the recipe: the official key list (whose track_head lines count) to reproduce
+    the golden outputs; by default the model's own state_dict order.
+    """
+    with torch.device('meta'):
+        model = StreamVGGT(preset)
+    if keys is None:
+        keys = [(key, tuple(tensor.shape)) for key, tensor in model.state_dict().items()]
+    model.load_state_dict(synthetic_state_dict(keys, seed), strict=True, assign=True)
+    return model.eval().requires_grad_(False)
