@@ -1,4 +1,4 @@
-"""numpy <-> ROS message conversions, pinned by hand-computed bytes."""
+"""numpy <-> ROS message conversions and image decoding, pinned by hand-computed bytes."""
 
 import io
 import struct
@@ -19,7 +19,7 @@ from message_samples import (
 from PIL import Image as PILImage
 from sensor_msgs.msg import CompressedImage, Image, PointField
 
-from vggt_ros import messages
+from vggt_ros import images, messages
 
 PAD = 0xAA
 
@@ -36,7 +36,7 @@ def padded_2x3_rgb8_bytes():
 
 def test_rgb8_with_step_padding():
     msg = raw_image('rgb8', 3, 2, 12, padded_2x3_rgb8_bytes())
-    rgb = messages.image_to_rgb(msg)
+    rgb = images.image_to_rgb(msg)
     assert rgb.dtype == np.uint8 and rgb.shape == (2, 3, 3)
     assert rgb[0].tolist() == [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
     assert rgb[1].tolist() == [[10, 11, 12], [13, 14, 15], [16, 17, 18]]
@@ -44,7 +44,7 @@ def test_rgb8_with_step_padding():
 
 
 def test_bgr8_swaps_channels():
-    rgb = messages.image_to_rgb(raw_image('bgr8', 3, 2, 12, padded_2x3_rgb8_bytes()))
+    rgb = images.image_to_rgb(raw_image('bgr8', 3, 2, 12, padded_2x3_rgb8_bytes()))
     assert rgb[0].tolist() == [[3, 2, 1], [6, 5, 4], [9, 8, 7]]
     assert rgb[1, 2].tolist() == [18, 17, 16]
 
@@ -54,12 +54,12 @@ def test_bgr8_swaps_channels():
     ('bgra8', [[3, 2, 1], [7, 6, 5]]),
 ])
 def test_four_channel_encodings_drop_alpha(encoding, expected):
-    rgb = messages.image_to_rgb(raw_image(encoding, 2, 1, 8, [1, 2, 3, 4, 5, 6, 7, 8]))
+    rgb = images.image_to_rgb(raw_image(encoding, 2, 1, 8, [1, 2, 3, 4, 5, 6, 7, 8]))
     assert rgb[0].tolist() == expected
 
 
 def test_mono8_is_replicated_to_rgb():
-    rgb = messages.image_to_rgb(raw_image('mono8', 2, 2, 4, [7, 9, PAD, PAD, 11, 13, PAD, PAD]))
+    rgb = images.image_to_rgb(raw_image('mono8', 2, 2, 4, [7, 9, PAD, PAD, 11, 13, PAD, PAD]))
     assert rgb[:, :, 0].tolist() == [[7, 9], [11, 13]]
     assert (rgb == rgb[:, :, :1]).all()
 
@@ -67,7 +67,7 @@ def test_mono8_is_replicated_to_rgb():
 @pytest.mark.parametrize('big_endian, expected', [(True, 0x0102), (False, 0x0201)])
 def test_16uc1_honours_endianness(big_endian, expected):
     msg = raw_image('16UC1', 2, 1, 6, [1, 2, 0, 0, PAD, PAD], big_endian)
-    depth = messages.image_to_array(msg)
+    depth = images.image_to_array(msg)
     assert depth.dtype == np.uint16 and depth.dtype.isnative
     assert depth.tolist() == [[expected, 0]]
 
@@ -75,22 +75,22 @@ def test_16uc1_honours_endianness(big_endian, expected):
 def test_32fc1_little_and_big_endian():
     little = raw_image('32FC1', 1, 1, 4, struct.pack('<f', 1.5))
     big = raw_image('32FC1', 1, 1, 4, struct.pack('>f', -2.25), big_endian=True)
-    assert messages.image_to_array(little).tolist() == [[1.5]]
-    assert messages.image_to_array(big).tolist() == [[-2.25]]
+    assert images.image_to_array(little).tolist() == [[1.5]]
+    assert images.image_to_array(big).tolist() == [[-2.25]]
 
 
 def test_unsupported_encoding_names_it_and_the_supported_ones():
     with pytest.raises(ValueError, match="'yuv422'.*rgb8.*bgr8.*mono8"):
-        messages.image_to_rgb(raw_image('yuv422', 2, 1, 4, [0] * 4))
+        images.image_to_rgb(raw_image('yuv422', 2, 1, 4, [0] * 4))
     with pytest.raises(ValueError, match="'32FC1'.*supported: rgb8"):
-        messages.image_to_rgb(raw_image('32FC1', 1, 1, 4, [0] * 4))
+        images.image_to_rgb(raw_image('32FC1', 1, 1, 4, [0] * 4))
 
 
 def test_truncated_image_is_a_clear_error():
     with pytest.raises(ValueError, match='corrupt rgb8 image'):
-        messages.image_to_rgb(raw_image('rgb8', 3, 2, 9, [0] * 10))
+        images.image_to_rgb(raw_image('rgb8', 3, 2, 9, [0] * 10))
     with pytest.raises(ValueError, match='step >= 9'):
-        messages.image_to_rgb(raw_image('rgb8', 3, 1, 8, [0] * 8))
+        images.image_to_rgb(raw_image('rgb8', 3, 1, 8, [0] * 8))
 
 
 def encoded(rgb, fmt):
@@ -101,22 +101,22 @@ def encoded(rgb, fmt):
 
 def test_png_decodes_exactly():
     rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
-    assert (messages.compressed_to_rgb(encoded(rgb, 'PNG')) == rgb).all()
+    assert (images.compressed_to_rgb(encoded(rgb, 'PNG')) == rgb).all()
 
 
 def test_jpeg_decodes_to_rgb():
     rgb = np.zeros((16, 16, 3), np.uint8)
     rgb[..., 0] = 200
-    decoded = messages.compressed_to_rgb(encoded(rgb, 'JPEG'))
+    decoded = images.compressed_to_rgb(encoded(rgb, 'JPEG'))
     assert decoded.shape == (16, 16, 3)
     assert np.abs(decoded.astype(int) - rgb).max() <= 3
 
 
 def test_compressed_errors():
     with pytest.raises(ValueError, match="unsupported compressed format 'webp'"):
-        messages.compressed_to_rgb(CompressedImage(format='webp', data=b'\x00'))
+        images.compressed_to_rgb(CompressedImage(format='webp', data=b'\x00'))
     with pytest.raises(ValueError, match='cannot decode'):
-        messages.compressed_to_rgb(CompressedImage(format='jpeg', data=b'not a jpeg'))
+        images.compressed_to_rgb(CompressedImage(format='jpeg', data=b'not a jpeg'))
 
 
 def test_depth_image_bytes():
@@ -130,7 +130,7 @@ def test_depth_image_bytes():
 
 def test_image_round_trip_and_shape_check():
     rgb = np.random.default_rng(1).integers(0, 256, (4, 6, 3), dtype=np.uint8)
-    assert (messages.image_to_rgb(messages.array_to_image(rgb, 'rgb8', HEADER)) == rgb).all()
+    assert (images.image_to_rgb(messages.array_to_image(rgb, 'rgb8', HEADER)) == rgb).all()
     with pytest.raises(ValueError, match='needs shape'):
         messages.array_to_image(rgb[..., 0], 'rgb8', HEADER)
 

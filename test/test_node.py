@@ -36,7 +36,7 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
-from vggt_ros import messages
+from vggt_ros import images, messages
 from vggt_ros.checkpoints import load_model
 from vggt_ros.node import StartupError, StreamNode
 from vggt_ros.reconstructor import Reconstructor
@@ -257,7 +257,7 @@ def test_conventions_tf_depth_camera_info_and_clouds(harness_factory):
         info = harness.wait_for(f'{NS}/depth/camera_info', image.header.stamp)
         assert depth.encoding == '32FC1' and depth.header.frame_id == CAMERA
         assert (depth.height, depth.width) == (info.height, info.width) == (HEIGHT, WIDTH)
-        assert messages.image_to_array(depth) == pytest.approx(known_depth(HEIGHT, WIDTH))
+        assert images.image_to_array(depth) == pytest.approx(known_depth(HEIGHT, WIDTH))
         assert info.header.frame_id == CAMERA
         assert info.k == pytest.approx([FX, 0, WIDTH / 2, 0, FY, HEIGHT / 2, 0, 0, 1])
 
@@ -269,7 +269,7 @@ def test_conventions_tf_depth_camera_info_and_clouds(harness_factory):
         # Points carried into the world by the published TF land where the known depth puts them.
         in_world = points @ rotation.T + translation
         assert in_world == pytest.approx(expected_world_points(index), abs=1e-4)
-        assert np.array_equal(colours, messages.image_to_rgb(image))
+        assert np.array_equal(colours, images.image_to_rgb(image))
 
         odometry = harness.wait_for(f'{NS}/odometry', image.header.stamp)
         position = odometry.pose.pose.position
@@ -321,7 +321,7 @@ def test_runtime_parameters_are_validated_and_applied(harness_factory):
     image = rgb_image(1)
     harness.send(image)
     assert np.isnan(
-        messages.image_to_array(harness.wait_for(f'{NS}/depth', image.header.stamp))
+        images.image_to_array(harness.wait_for(f'{NS}/depth', image.header.stamp))
     ).all()
     cloud = harness.wait_for(f'{NS}/points', image.header.stamp)
     assert (cloud.height, cloud.width) == (HEIGHT // 2, WIDTH // 2)
@@ -415,7 +415,7 @@ def test_a_model_failure_resets_and_the_stream_goes_on(harness_factory):
 
 def test_compressed_input(harness_factory):
     harness = harness_factory(image_transport='compressed')
-    pixels = messages.image_to_rgb(rgb_image(0))
+    pixels = images.image_to_rgb(rgb_image(0))
     buffer = io.BytesIO()
     PILImage.fromarray(pixels).save(buffer, format='PNG')
     message = CompressedImage(header=rgb_image(0).header, format='png', data=buffer.getvalue())
@@ -479,7 +479,7 @@ def test_tiny_model_toggles_merging_mid_stream(harness_factory):
         for _ in range(2):
             depth = harness.send(rgb_image(seq), wait_topic=f'{NS}/depth')
             seq += 1
-            assert np.isfinite(messages.image_to_array(depth)).any()
+            assert np.isfinite(images.image_to_array(depth)).any()
         assert (reconstructor.session.merging is not None) == enabled
         values = harness.diagnostics(lambda values, seq=seq: values['processed'] == str(seq))
         assert values['merging'] == ('on' if enabled else 'off')

@@ -13,7 +13,7 @@ from message_samples import CLOUD_COLOURS, IMAGE_RGB, QUARTER_TURN_Z_XYZW, STAMP
 from sensor_msgs.msg import Image, PointCloud2
 from tf2_msgs.msg import TFMessage
 
-from vggt_ros import messages
+from vggt_ros import images, messages
 
 TEST_DIR = Path(__file__).parent
 
@@ -58,7 +58,7 @@ def test_image_cloud_and_tf_cross_processes(peer, node):
 
     image = received['peer/image']
     assert image.header.stamp == STAMP
-    assert np.array_equal(messages.image_to_rgb(image), IMAGE_RGB)
+    assert np.array_equal(images.image_to_rgb(image), IMAGE_RGB)
 
     points, colours = messages.cloud_to_arrays(received['peer/points'])
     assert points.shape == (2, 2, 3) and np.array_equal(colours, CLOUD_COLOURS)

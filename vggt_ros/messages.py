@@ -2,14 +2,12 @@
 
 Plain numpy, vectorised, so they run the same with or without cv_bridge and
 sensor_msgs_py (neither is on PyPI) and a 518x392 cloud never loops over points.
-Images are read through ``np.frombuffer`` views of the message buffer where the
-layout allows, honouring ``step`` padding and ``is_bigendian``.
+Decoding lives in vggt_ros.images (shared with the ROS-free bag evaluator).
 """
 
 from __future__ import annotations
 
 import array
-import io
 from collections.abc import Mapping
 
 import numpy as np
@@ -18,23 +16,14 @@ from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Pose, Quaternion, Transform, TransformStamped, Vector3
 from nav_msgs.msg import Odometry
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
+from vggt_ros.images import (
+    IMAGE_ENCODINGS,
+    unsupported_encoding,
+)
 from vggt_ros.model.geometry import rotation_to_quat
-
-# encoding -> (numpy dtype, channels)
-IMAGE_ENCODINGS: dict[str, tuple[np.dtype, int]] = {
-    'rgb8': (np.dtype(np.uint8), 3),
-    'bgr8': (np.dtype(np.uint8), 3),
-    'rgba8': (np.dtype(np.uint8), 4),
-    'bgra8': (np.dtype(np.uint8), 4),
-    'mono8': (np.dtype(np.uint8), 1),
-    '16UC1': (np.dtype(np.uint16), 1),
-    '32FC1': (np.dtype(np.float32), 1),
-}
-COLOUR_ENCODINGS = ('rgb8', 'bgr8', 'rgba8', 'bgra8', 'mono8')
-COMPRESSED_FORMATS = ('jpeg', 'png')
 
 # x, y, z, rgb: four float32 fields, rgb packed as 0x00RRGGBB reinterpreted as float32,
 # the layout rviz2 and PCL read.
@@ -45,64 +34,6 @@ POINT_FIELDS = tuple(
 POINT_STEP = 16
 
 
-def _unsupported(encoding: str, supported: tuple[str, ...]) -> ValueError:
-    return ValueError(
-        f'unsupported image encoding {encoding!r}; supported: {", ".join(supported)}'
-    )
-
-
-def image_to_array(msg: Image) -> np.ndarray:
-    """Return the pixels of an Image as HxW or HxWxC in native byte order.
-
-    A view of the message buffer whenever no byte swap is needed.
-    """
-    if msg.encoding not in IMAGE_ENCODINGS:
-        raise _unsupported(msg.encoding, tuple(IMAGE_ENCODINGS))
-    dtype, channels = IMAGE_ENCODINGS[msg.encoding]
-    height, width, step = msg.height, msg.width, msg.step
-    row_bytes = width * channels * dtype.itemsize
-    if step < row_bytes or len(msg.data) < height * step:
-        raise ValueError(
-            f'corrupt {msg.encoding} image: {width}x{height} needs step >= {row_bytes} and '
-            f'{height * step} bytes, got step {step} and {len(msg.data)} bytes'
-        )
-    rows = np.frombuffer(msg.data, dtype=np.uint8, count=height * step).reshape(height, step)
-    wire = dtype.newbyteorder('>' if msg.is_bigendian else '<')
-    pixels = rows[:, :row_bytes].view(wire)
-    if not wire.isnative:
-        pixels = pixels.astype(dtype)
-    return pixels.reshape(height, width, channels) if channels > 1 else pixels.reshape(height, width)
-
-
-def image_to_rgb(msg: Image) -> np.ndarray:
-    """Return a colour Image as HxWx3 uint8 RGB (a view for rgb8)."""
-    if msg.encoding not in COLOUR_ENCODINGS:
-        raise _unsupported(msg.encoding, COLOUR_ENCODINGS)
-    pixels = image_to_array(msg)
-    if msg.encoding == 'mono8':
-        return np.repeat(pixels[:, :, None], 3, axis=2)
-    if msg.encoding.startswith('bgr'):
-        return np.ascontiguousarray(pixels[:, :, 2::-1])
-    return pixels[:, :, :3]
-
-
-def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
-    """Decode a jpeg or png CompressedImage to HxWx3 uint8 RGB."""
-    from PIL import Image as PILImage
-
-    fmt = msg.format.lower()
-    if not any(name in fmt for name in COMPRESSED_FORMATS):
-        raise ValueError(
-            f'unsupported compressed format {msg.format!r}; supported: '
-            f'{", ".join(COMPRESSED_FORMATS)}'
-        )
-    try:
-        with PILImage.open(io.BytesIO(bytes(msg.data))) as decoded:
-            return np.asarray(decoded.convert('RGB'))
-    except (OSError, SyntaxError) as error:
-        raise ValueError(f'cannot decode {msg.format!r} image: {error}') from error
-
-
 def _byte_array(pixels: np.ndarray) -> array.array:
     # array.array is what the generated setters accept without a per-byte check.
     return array.array('B', np.ascontiguousarray(pixels).tobytes())
@@ -111,7 +42,7 @@ def _byte_array(pixels: np.ndarray) -> array.array:
 def array_to_image(pixels: np.ndarray, encoding: str, header: Header) -> Image:
     """Build an Image from HxW or HxWxC pixels in ``encoding`` (no padding)."""
     if encoding not in IMAGE_ENCODINGS:
-        raise _unsupported(encoding, tuple(IMAGE_ENCODINGS))
+        raise unsupported_encoding(encoding, tuple(IMAGE_ENCODINGS))
     dtype, channels = IMAGE_ENCODINGS[encoding]
     height, width = pixels.shape[:2]
     expected = (height, width, channels) if channels > 1 else (height, width)

@@ -40,7 +40,7 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
-from vggt_ros import messages, params
+from vggt_ros import images, messages, params
 from vggt_ros.latest_frame import LatestFrameSlot
 from vggt_ros.mapping import VoxelMap
 from vggt_ros.model import default_device
@@ -87,8 +87,8 @@ def _descriptor(spec: params.ParameterSpec) -> ParameterDescriptor:
 
 def _decode(msg: Image | CompressedImage) -> np.ndarray:
     if isinstance(msg, CompressedImage):
-        return messages.compressed_to_rgb(msg)
-    return messages.image_to_rgb(msg)
+        return images.compressed_to_rgb(msg)
+    return images.image_to_rgb(msg)
 
 
 def _nanoseconds(stamp: Time) -> int:
