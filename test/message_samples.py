@@ -12,18 +12,14 @@ HEADER = Header(stamp=STAMP, frame_id='camera_optical_frame')
 
 IMAGE_RGB = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
 CLOUD_POINTS = np.array(
-    [[[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]],
-     [[-1.0, -2.0, 0.5], [6.0, 7.0, 8.0]]], dtype=np.float32)
-CLOUD_COLOURS = np.array(
-    [[[255, 0, 0], [0, 255, 0]],
-     [[0, 0, 255], [1, 2, 3]]], dtype=np.uint8)
+    [[[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]], [[-1.0, -2.0, 0.5], [6.0, 7.0, 8.0]]], dtype=np.float32
+)
+CLOUD_COLOURS = np.array([[[255, 0, 0], [0, 255, 0]], [[0, 0, 255], [1, 2, 3]]], dtype=np.uint8)
 CLOUD_VALID = np.array([[True, True], [True, False]])
 # A quarter turn about z and a translation: a transform with a hand-known quaternion.
 WORLD_FROM_CAMERA = np.array(
-    [[0.0, -1.0, 0.0, 1.0],
-     [1.0, 0.0, 0.0, 2.0],
-     [0.0, 0.0, 1.0, 3.0],
-     [0.0, 0.0, 0.0, 1.0]])
+    [[0.0, -1.0, 0.0, 1.0], [1.0, 0.0, 0.0, 2.0], [0.0, 0.0, 1.0, 3.0], [0.0, 0.0, 0.0, 1.0]]
+)
 QUARTER_TURN_Z_XYZW = (0.0, 0.0, np.sqrt(0.5), np.sqrt(0.5))
 
 

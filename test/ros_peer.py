@@ -5,11 +5,10 @@ and a TFMessage twice a second until killed or after 30 s.
 """
 
 import rclpy
+from message_samples import sample_cloud, sample_image, sample_transform
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile
 from sensor_msgs.msg import Image, PointCloud2
 from tf2_msgs.msg import TFMessage
-
-from message_samples import sample_cloud, sample_image, sample_transform
 
 LATCHED = QoSProfile(depth=1, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
 
@@ -20,8 +19,10 @@ def main() -> None:
     publishers = [
         (node.create_publisher(Image, 'peer/image', LATCHED), sample_image()),
         (node.create_publisher(PointCloud2, 'peer/points', LATCHED), sample_cloud()),
-        (node.create_publisher(TFMessage, 'peer/tf', LATCHED),
-         TFMessage(transforms=[sample_transform()])),
+        (
+            node.create_publisher(TFMessage, 'peer/tf', LATCHED),
+            TFMessage(transforms=[sample_transform()]),
+        ),
     ]
 
     def publish_all() -> None:

@@ -38,8 +38,13 @@ class StandInSession:
         points = depth_to_world_points(depth.double(), extrinsic, intrinsic).float()
         self.frames_seen += 1
         confidence = torch.full_like(depth, 10.0)
-        return {'pose_enc': pose_enc, 'depth': depth, 'depth_conf': confidence,
-                'world_points': points, 'world_points_conf': confidence.clone()}
+        return {
+            'pose_enc': pose_enc,
+            'depth': depth,
+            'depth_conf': confidence,
+            'world_points': points,
+            'world_points_conf': confidence.clone(),
+        }
 
 
 class StandInModel(torch.nn.Module):

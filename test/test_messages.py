@@ -25,8 +25,15 @@ PAD = 0xAA
 
 
 def raw_image(encoding, width, height, step, payload, big_endian=False):
-    return Image(header=HEADER, width=width, height=height, encoding=encoding, step=step,
-                 is_bigendian=big_endian, data=bytes(payload))
+    return Image(
+        header=HEADER,
+        width=width,
+        height=height,
+        encoding=encoding,
+        step=step,
+        is_bigendian=big_endian,
+        data=bytes(payload),
+    )
 
 
 def padded_2x3_rgb8_bytes():
@@ -49,10 +56,13 @@ def test_bgr8_swaps_channels():
     assert rgb[1, 2].tolist() == [18, 17, 16]
 
 
-@pytest.mark.parametrize('encoding, expected', [
-    ('rgba8', [[1, 2, 3], [5, 6, 7]]),
-    ('bgra8', [[3, 2, 1], [7, 6, 5]]),
-])
+@pytest.mark.parametrize(
+    'encoding, expected',
+    [
+        ('rgba8', [[1, 2, 3], [5, 6, 7]]),
+        ('bgra8', [[3, 2, 1], [7, 6, 5]]),
+    ],
+)
 def test_four_channel_encodings_drop_alpha(encoding, expected):
     rgb = images.image_to_rgb(raw_image(encoding, 2, 1, 8, [1, 2, 3, 4, 5, 6, 7, 8]))
     assert rgb[0].tolist() == expected
@@ -140,8 +150,11 @@ def test_2x2_cloud_field_by_field():
     assert (msg.height, msg.width, msg.point_step, msg.row_step) == (2, 2, 16, 32)
     assert msg.is_dense is False
     assert [(f.name, f.offset, f.datatype, f.count) for f in msg.fields] == [
-        ('x', 0, PointField.FLOAT32, 1), ('y', 4, PointField.FLOAT32, 1),
-        ('z', 8, PointField.FLOAT32, 1), ('rgb', 12, PointField.FLOAT32, 1)]
+        ('x', 0, PointField.FLOAT32, 1),
+        ('y', 4, PointField.FLOAT32, 1),
+        ('z', 8, PointField.FLOAT32, 1),
+        ('rgb', 12, PointField.FLOAT32, 1),
+    ]
     data = bytes(msg.data)
     assert len(data) == 64
     assert struct.unpack('=fffI', data[0:16]) == (0.0, 1.0, 2.0, 0xFF0000)
@@ -183,7 +196,8 @@ def test_full_resolution_cloud_is_vectorised():
     points = rng.normal(size=(h, w, 3)).astype(np.float32)
     colours = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     msg, lines = count_lines_run(
-        messages.__file__, lambda: messages.points_to_cloud(points, colours, HEADER))
+        messages.__file__, lambda: messages.points_to_cloud(points, colours, HEADER)
+    )
     assert lines < 100, f'{lines} lines executed for {h * w} points: a per-point loop?'
     back, back_colours = messages.cloud_to_arrays(msg)
     assert np.array_equal(back, points) and np.array_equal(back_colours, colours)

@@ -41,7 +41,8 @@ def receive_one_of_each(node, topics, timeout=30.0):
     received = {}
     for topic, message_type in topics.items():
         node.create_subscription(
-            message_type, topic, lambda msg, topic=topic: received.setdefault(topic, msg), 10)
+            message_type, topic, lambda msg, topic=topic: received.setdefault(topic, msg), 10
+        )
     executor = rclpy.executors.SingleThreadedExecutor(context=node.context)
     executor.add_node(node)
     deadline = time.monotonic() + timeout
