@@ -19,8 +19,16 @@ test: setup
 lint: setup
 	$(PYTHON) -m ruff check vggt_ros test launch
 
+# CHECKPOINT=path-or-hf-id uses real weights (add PRESET= for another size); without it the tiny
+# preset runs with random weights: a pipeline check, not accuracy.
+DEMO := out/demo
 demo: setup
-	@echo "make demo: not implemented yet (synthetic scenes and the evaluator land with their issue)"
+	rm -rf $(DEMO)/walk && mkdir -p $(DEMO)
+	$(PYTHON) -m vggt_ros.synthetic $(DEMO)/walk --frames 60 --width 320 --height 240
+	$(PYTHON) -m vggt_ros.evaluation.cli $(DEMO)/walk --out $(DEMO)/report \
+		--gt-tf world:camera_optical_frame --depth-topic /camera/depth \
+		$(if $(CHECKPOINT),--checkpoint $(CHECKPOINT) --preset $(or $(PRESET),streamvggt-1b),--preset tiny --image-width 168 --window 16)
+	@echo "demo report: $(DEMO)/report/report.md"
 
 bench: setup
 	$(PYTHON) -m vggt_ros.bench --out out/bench $(BENCH_ARGS)

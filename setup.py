@@ -24,6 +24,9 @@ setup(
         'console_scripts': [
             'stream_node = vggt_ros.node:main',
             'vggt-bench = vggt_ros.bench:main',
+            'vggt-synth = vggt_ros.synthetic:main',
+            'vggt-eval = vggt_ros.evaluation.cli:main',
+            'evaluate = vggt_ros.evaluation.cli:main',
         ],
     },
 )

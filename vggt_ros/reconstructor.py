@@ -51,10 +51,11 @@ class FrameResult:
 def model_size(height: int, width: int, image_width: int = 518) -> tuple[int, int]:
     """(H, W) the model sees for a height x width input (the reference "crop" mode): width scaled
     to image_width, height rounded to a multiple of 14, centre-cropped to at most image_width."""
-    return min(_resized_height(height, width, image_width), image_width), image_width
+    return min(resized_height(height, width, image_width), image_width), image_width
 
 
-def _resized_height(height: int, width: int, image_width: int) -> int:
+def resized_height(height: int, width: int, image_width: int) -> int:
+    """Height of a height x width image resized to image_width, before the centre crop."""
     if image_width <= 0 or image_width % PATCH_SIZE:
         raise ValueError(
             f'image_width must be a positive multiple of {PATCH_SIZE}, got {image_width}'
@@ -133,7 +134,7 @@ class Reconstructor:
         """
         check_rgb(rgb)
         height, width = rgb.shape[:2]
-        resized = _resized_height(height, width, self.image_width)
+        resized = resized_height(height, width, self.image_width)
         if not rgb.flags.writeable:  # e.g. a view of a ROS message buffer; torch wants to own it
             rgb = rgb.copy()
         pixels = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device)
