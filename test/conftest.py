@@ -8,7 +8,19 @@ any test imports rclpy; child processes inherit it.
 import os
 import tempfile
 
+import pytest
+import torch
+
 os.environ['ROS_DOMAIN_ID'] = str(1 + os.getpid() % 100)
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ.setdefault('ROS_LOG_DIR', tempfile.mkdtemp(prefix='vggt_ros_test_logs_'))
 os.environ.setdefault('HF_HUB_OFFLINE', '1')
+
+
+@pytest.fixture(scope='module')
+def single_torch_thread():
+    """Tiny-model steps are quickest on one thread, and that leaves a core to the executor."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

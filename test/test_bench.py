@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from vggt_ros import bench
 from vggt_ros.model import PRESETS
@@ -19,13 +20,7 @@ MERGE_SIZE = (56, 84)  # 4 x 6 patches: 29 tokens, 13 kept when merged
 MERGE_WINDOWS = (2, 3)
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    """Tiny steps are quickest on one thread, above all on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('single_torch_thread')
 
 
 @pytest.fixture(scope='module')
@@ -154,6 +149,7 @@ def test_main_writes_json_and_markdown(tmp_path, capsys):
         ['--presets', 'tiny', '--tiny-size', '28x42', '--window', '2', '--cached', '3']
         + ['--tiny-repeats', '2', '--warmup', '0', '--out', str(tmp_path)]
         + ['--block-size', '28x42', '--block-repeats', '1', '--merge-windows', '2', '32']
+        + ['--memory-frames', '64', '--node-frames', '1', '--gpu-frames', '1']
     )
     report = json.loads((tmp_path / 'bench.json').read_text())
     assert [result['preset'] for result in report['results']] == ['tiny']
@@ -165,9 +161,55 @@ def test_main_writes_json_and_markdown(tmp_path, capsys):
     assert markdown == bench.markdown(report)
     assert markdown in capsys.readouterr().out
     headings = ('## 1.', '## 2.', '## 3.', '## 4.', '## 5.', '(a) ', '(b) ', 'Target at window 32')
+    headings += ('(d)/(a)', '## 6.', '## 7.', '## 8.', '## 9.')
     assert all(heading in markdown for heading in headings)
 
 
 def test_bad_size_is_a_usage_error():
     with pytest.raises(SystemExit):
         bench.parse_args(['--size', '42'])
+
+
+def test_frame_n_times_the_naive_window_beside_ours(result):
+    at = result['at_frame_n']
+    assert at['frame'] == 8 * WINDOW and at['reference_frame'] == CACHED
+    for name in ('window', 'unbounded', 'naive'):
+        assert_stats(at[f'{name}_s'])
+    assert at['naive_over_window'] == at['naive_s']['median'] / at['window_s']['median']
+    assert [len(times) for times in result['series']['naive']['step_s']] == [REPEATS]
+
+
+def test_closed_form_dpt_flops_match_a_counted_step(model):
+    session, image = model.new_session(), torch.rand(3, *MERGE_SIZE)
+    session.step(image)
+    with FlopCounterMode(display=False) as counter:
+        session.step(image)
+    counted = sum(counter.get_flop_counts()['DPTHead'].values())
+    flops = bench.model_flops(model.config, MERGE_SIZE, frames=2)
+    assert flops['dpt_heads'] == pytest.approx(counted, rel=0.01)
+    assert flops['total'] == sum(value for name, value in flops.items() if name != 'total')
+
+
+def test_efficiency_and_memory_sections():
+    matmul = bench.matmul_throughput(2, size=(64, 64, 64))
+    assert matmul['flops_per_s'] > 0
+    step = {'min': 0.01, 'median': 0.01, 'max': 0.01}
+    eff = bench.efficiency(PRESETS['tiny'], SIZE, WINDOW, step, matmul)
+    assert eff['fraction_of_matmul'] == eff['achieved_flops_per_s'] / matmul['flops_per_s']
+    memory = bench.memory_growth(synthetic_model('tiny'), SIZE, WINDOW, frames=16)
+    assert memory['cache_slope_bytes_per_frame'] == pytest.approx(0, abs=1e-6)
+    assert memory['rss_first_last'][0] > 0
+
+
+def test_node_overhead_through_real_rclpy(model):
+    section = bench.node_overhead(model, repeats=2, frames=2, results=[])
+    assert_stats(section['publishing']['total_s'])
+    assert_stats(section['end_to_end']['overhead_s'])
+    lines = bench.node_markdown(section)
+    assert lines[1].startswith('## 7.')
+
+
+def test_gpu_section_says_when_it_skipped():
+    if torch.cuda.is_available():
+        pytest.skip('a GPU is present: section 9 runs in the benchmark')
+    assert 'skipped' in bench.gpu_frames_per_s(1)

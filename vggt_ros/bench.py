@@ -35,11 +35,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from vggt_ros.model import PRESETS as CONFIGS
 from vggt_ros.model import MergingConfig, StreamSession, StreamVGGT, StreamVGGTConfig
+from vggt_ros.model.heads import DPT_HIDDEN
 from vggt_ros.model.kv_cache import KVCache, LayerKVCache
 from vggt_ros.model.layers import Block, TokenMerger
 from vggt_ros.model.merging import global_attention_flops, partition_frame, token_counts
@@ -54,6 +56,9 @@ BLOCK_PRESET = 'streamvggt-1b'  # sections 4 and 5a: one global block of these d
 MERGE_WINDOWS = (8, 32)
 MERGE_TARGET, MERGE_TARGET_WINDOW = 2.0, 32  # issue 4: merging on >= 2x faster at window 32
 MERGING = MergingConfig()  # the session's merging option, FastVGGT's settings
+MATMUL_SIZE = (1024, 1024, 4096)  # section 6: [m, k] @ [k, n], an MLP's shape
+GPU_SIZE, GPU_WINDOW, GPU_WARMUP = (518, 392), 16, 5  # section 9
+MEMORY_SIZE, MEMORY_WINDOW = (28, 42), 16  # section 8
 # Tuned so the default run takes about 4.5-6 minutes on 2 CPU cores, --quick about one minute.
 DEFAULTS = dict(
     window=8,
@@ -65,6 +70,9 @@ DEFAULTS = dict(
     size=(42, 70),
     tiny_size=(224, 308),
     block_size=(518, 392),
+    memory_frames=2000,
+    node_frames=20,
+    gpu_frames=30,
 )
 QUICK = dict(
     window=2,
@@ -76,6 +84,9 @@ QUICK = dict(
     size=(28, 42),
     tiny_size=(112, 154),
     block_size=(518, 154),
+    memory_frames=400,
+    node_frames=5,
+    gpu_frames=10,
 )
 # The reference-style step must give our outputs: same keys, values and kernels (so far bitwise).
 EQUAL = dict(rtol=1e-5, atol=1e-6)
@@ -182,6 +193,27 @@ def fork_reference_style(session: StreamSession, image_size: tuple[int, int]) ->
     return twin
 
 
+class NaiveWindow:
+    """The naive approach users try first: keep the last W frames and re-run the whole model
+    (forward_causal) on them for every new frame, answering with the last frame's outputs. It
+    steps like a session, so the lanes machinery times it beside ours."""
+
+    def __init__(self, model: StreamVGGT, window: int, history: Tensor) -> None:
+        self.model = model
+        self.window = window
+        self.frames = list(history[len(history) - (window - 1) :])
+
+    @property
+    def cache_bytes(self) -> int:
+        """What it keeps between frames: the images of the window."""
+        return sum(frame.nbytes for frame in self.frames)
+
+    def step(self, image: Tensor) -> dict[str, Tensor]:
+        self.frames = [*self.frames, image][-self.window :]
+        out = self.model.forward_causal(torch.stack(self.frames))
+        return {name: value[-1] for name, value in out.items()}
+
+
 @dataclass
 class Series:
     """Per-frame measurements of one session, from `first_frame` on. Frame n (from 1) attends
@@ -199,7 +231,7 @@ class Series:
 class Lane:
     """A session stepped through the stream, up to and including frame `last_frame`."""
 
-    session: StreamSession
+    session: StreamSession | NaiveWindow
     series: Series
     last_frame: int
 
@@ -301,9 +333,10 @@ def run_streams(
     """Step every section's sessions over the same frames, in turn, so that each ratio compares
     times taken side by side: 'window' (window W) and 'unbounded' run from frame 1; copies of them
     made before frame W ('window_at_W', 'unbounded_at_W') wait and step frame W while the
-    originals step frame 8*W; 'reference' is forked from 'unbounded' before frame `cached` and
-    steps it beside it. Those timed frames are repeated. Returns the lanes and the largest
-    reference-style vs ours output difference."""
+    originals step frame 8*W, beside 'naive' (forward_causal over the last W frames, joining
+    there: it keeps no state but the images); 'reference' is forked from 'unbounded' before
+    frame `cached` and steps it beside it. Those timed frames are repeated. Returns the lanes
+    and the largest reference-style vs ours output difference."""
     flat, size = FLAT_FACTOR * window, tuple(images.shape[-2:])
     lanes = {
         'window': Lane(model.new_session(window=window), Series(), flat),
@@ -319,6 +352,8 @@ def run_streams(
             }
         if frame == flat:
             lanes.update(parked)
+            naive = NaiveWindow(model, window, images[: frame - 1])
+            lanes['naive'] = Lane(naive, Series(frame), frame)
         if frame == cached:
             fork = fork_reference_style(lanes['unbounded'].session, size)
             lanes['reference'] = Lane(fork, Series(frame), frame)
@@ -337,6 +372,21 @@ def flat_cost(lanes: dict[str, Lane], window: int) -> dict[str, Any]:
         high = stats(lanes[name].series.at(frames[1]))
         result[name] = {'frames': frames, 'step_s': [low, high], 'ratio': ratio(high, low)}
     return result
+
+
+def at_frame_n(lanes: dict[str, Lane], window: int, reference: dict[str, Any]) -> dict[str, Any]:
+    """Section 1's ratios at frame N = 8*W: (a) window W, (b) unbounded, (d) naive, all stepped
+    side by side there; (c) the reference-style step beside (b) at section 2's frame."""
+    frame = FLAT_FACTOR * window
+    times = {name: stats(lanes[name].series.at(frame)) for name in ('window', 'unbounded', 'naive')}
+    return {
+        'frame': frame,
+        **{f'{name}_s': figure for name, figure in times.items()},
+        'unbounded_over_window': ratio(times['unbounded'], times['window']),
+        'reference_over_unbounded': reference['ratio'],
+        'reference_frame': reference['frame'],
+        'naive_over_window': ratio(times['naive'], times['window']),
+    }
 
 
 def reference_cost(lanes: dict[str, Lane], cached: int, difference: float) -> dict[str, Any]:
@@ -394,6 +444,7 @@ def bench_model(
             warm.step(image)
         lanes, difference = run_streams(model, images, window, cached, repeats)
         tokens = tokens_per_frame(model.config, image_size)
+        reference = reference_cost(lanes, cached, difference)
         return {
             'image_size': list(image_size),
             'tokens_per_frame': tokens,
@@ -401,7 +452,8 @@ def bench_model(
             'cached': cached,
             'repeats': repeats,
             'flat_cost': flat_cost(lanes, window),
-            'reference': reference_cost(lanes, cached, difference),
+            'reference': reference,
+            'at_frame_n': at_frame_n(lanes, window, reference),
             'kv_bytes': kv_bytes(model, lanes, tokens),
             'series': {name: asdict(lane.series) for name, lane in lanes.items()},
         }
@@ -645,6 +697,179 @@ def merging_steps(
     }
 
 
+def block_flops(tokens: int, dim: int, mlp_ratio: float, attended: int) -> float:
+    """One transformer block: `tokens` new tokens through qkv + proj (4·dim² weights) and the MLP
+    (2·mlp_ratio·dim²), two FLOPs per multiply-add, plus QK^T and PV over `attended` tokens.
+    Norms, softmax, RoPE and activations are left out (a few percent)."""
+    return 2 * tokens * (4 + 2 * mlp_ratio) * dim**2 + 4 * tokens * attended * dim
+
+
+def dpt_flops(config: StreamVGGTConfig, image_size: tuple[int, int], output_dim: int) -> float:
+    """One DPT head's convolutions per frame, by the positions each stage runs at (levels at 16,
+    4, 1 and 1/4 times the patch grid's positions): 1x1 projections of the 2·dim tokens, the
+    resizing (transposed) convolutions, 3x3 layer_rn, two 3x3 convs per residual unit (two units
+    per fusion level, one at the coarsest) and the 1x1 out_conv after its 2x upsampling,
+    output_conv1 at 4x the finest level, output_conv2 at full resolution. Biases, upsampling
+    and activations are left out; test_bench checks the total against a counted run."""
+    rows, cols = patch_grid(config, image_size)
+    grid, pixels = rows * cols, image_size[0] * image_size[1]
+    scales = (16, 4, 1, 1 / 4)
+    units = (2, 2, 2, 1)
+    channels, features = config.dpt_out_channels, config.dpt_features
+    project = 2 * grid * 2 * config.embed_dim * sum(channels)
+    resize = 2 * grid * (16 * channels[0] ** 2 + 4 * channels[1] ** 2 + 9 / 4 * channels[3] ** 2)
+    levels = list(zip(scales, channels, units, strict=True))
+    layer_rn = sum(2 * scale * grid * 9 * c * features for scale, c, _ in levels)
+    fusion = sum(2 * scale * grid * (2 * unit * 9 + 4) * features**2 for scale, _, unit in levels)
+    output = 2 * 64 * grid * 9 * features * features // 2
+    output += 2 * pixels * (9 * features // 2 * DPT_HIDDEN + DPT_HIDDEN * output_dim)
+    return project + resize + layer_rn + fusion + output
+
+
+def model_flops(config: StreamVGGTConfig, image_size: tuple[int, int], frames: int) -> dict:
+    """Closed-form FLOPs of one streaming step attending over `frames` cached frames (the new
+    one included), by part: DINO, frame blocks, global blocks, camera head, two DPT heads."""
+    tokens, dim, mlp = tokens_per_frame(config, image_size), config.embed_dim, config.mlp_ratio
+    rows, cols = patch_grid(config, image_size)
+    trunk = config.camera_trunk_depth * config.camera_iterations
+    parts = {
+        'dino': config.dino_depth * block_flops(tokens, dim, mlp, tokens)
+        + 2 * rows * cols * 3 * config.patch_size**2 * dim,
+        'frame_blocks': config.depth * block_flops(tokens, dim, mlp, tokens),
+        'global_blocks': config.depth * block_flops(tokens, dim, mlp, frames * tokens),
+        'camera_head': trunk * block_flops(1, 2 * dim, mlp, frames * config.camera_iterations),
+        'dpt_heads': dpt_flops(config, image_size, 4) + dpt_flops(config, image_size, 2),
+    }
+    return {**parts, 'total': sum(parts.values())}
+
+
+def matmul_throughput(repeats: int, size: tuple[int, int, int] = MATMUL_SIZE) -> dict[str, Any]:
+    """The machine's dense fp32 torch.mm rate, FLOP/s, on an MLP-like [m, k] @ [k, n]: the limit
+    that efficiency is judged against, measured in this run (same threads, same load)."""
+    m, k, n = size
+    generator = torch.Generator().manual_seed(0)
+    a, b = torch.randn(m, k, generator=generator), torch.randn(k, n, generator=generator)
+    times = time_in_turn({'mm': lambda: torch.mm(a, b)}, repeats)['mm']
+    flops = 2 * m * k * n
+    return {'size': list(size), 'mm_s': times, 'flops_per_s': flops / times['median']}
+
+
+def efficiency(
+    config: StreamVGGTConfig,
+    image_size: tuple[int, int],
+    frames: int,
+    step_s: dict[str, float],
+    matmul: dict[str, Any],
+) -> dict[str, Any]:
+    """Section 6: closed-form FLOPs per frame over the median step time, as a fraction of the
+    measured matmul rate: how close a step comes to what the machine can do."""
+    flops = model_flops(config, image_size, frames)
+    achieved = flops['total'] / step_s['median']
+    return {
+        'frames_attended': frames,
+        'flops': flops,
+        'step_s': step_s,
+        'achieved_flops_per_s': achieved,
+        'fraction_of_matmul': achieved / matmul['flops_per_s'],
+    }
+
+
+def rss_bytes() -> int:
+    """This process's resident set size now (Linux /proc; elsewhere the peak from resource)."""
+    try:
+        pages = int(Path('/proc/self/statm').read_text().split()[1])
+        return pages * os.sysconf('SC_PAGE_SIZE')
+    except OSError:
+        import resource  # noqa: PLC0415 - only where /proc is missing
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def slope(values: list[float]) -> float:
+    """Least-squares growth per frame over the second half of `values` (the window full)."""
+    half = values[len(values) // 2 :]
+    return float(np.polyfit(np.arange(len(half)), np.asarray(half, dtype=float), 1)[0])
+
+
+def memory_growth(
+    model: StreamVGGT, image_size: tuple[int, int], window: int, frames: int, seed: int = 0
+) -> dict[str, Any]:
+    """Section 8: RSS and cache bytes after every frame of a long windowed stream; once the
+    window is full nothing should grow. Eight distinct images cycle (no 2000-image tensor)."""
+    if frames < 4 * window:
+        raise ValueError(f'need frames >= 4 * window to fit a slope, got {frames}, {window}')
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.rand(8, 3, *image_size, generator=generator)
+    session = model.new_session(window=window)
+    rss, cache = [], []
+    with torch.inference_mode():
+        for frame in range(frames):
+            session.step(images[frame % len(images)])
+            rss.append(rss_bytes())
+            cache.append(session.cache_bytes)
+    return {
+        'image_size': list(image_size),
+        'window': window,
+        'frames': frames,
+        'rss_first_last': [rss[0], rss[-1]],
+        'cache_first_last': [cache[0], cache[-1]],
+        'rss_slope_bytes_per_frame': slope(rss),
+        'cache_slope_bytes_per_frame': slope(cache),
+    }
+
+
+def gpu_frames_per_s(frames: int, size: tuple[int, int] = GPU_SIZE) -> dict[str, Any]:
+    """Section 9: the 1B preset at 518x392 in bf16 on the GPU, frames/s of a windowed stream
+    after warm-up; skipped (and said so) without CUDA."""
+    if not torch.cuda.is_available():
+        return {'skipped': 'no CUDA device: the 1B bf16 run needs a GPU'}
+    model = synthetic_model(BLOCK_PRESET).to('cuda')
+    session = model.new_session(window=GPU_WINDOW, precision='bf16')
+    images = torch.rand(GPU_WINDOW, 3, *size, device='cuda')
+    times = []
+    with torch.inference_mode():
+        for frame in range(GPU_WARMUP + frames):
+            torch.cuda.synchronize()
+            start = time.perf_counter()
+            session.step(images[frame % len(images)])
+            torch.cuda.synchronize()
+            times.append(time.perf_counter() - start)
+    step_s = stats(times[GPU_WARMUP:])
+    return {
+        'device': torch.cuda.get_device_name(),
+        'image_size': list(size),
+        'window': GPU_WINDOW,
+        'frames': frames,
+        'step_s': step_s,
+        'frames_per_s': 1 / step_s['median'],
+    }
+
+
+def node_overhead(
+    model: StreamVGGT, repeats: int, frames: int, results: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Section 7: the node's publishing cost per frame at 518x392, over the 1B step at that size
+    (closed-form FLOPs at the rate the 1B run achieved in section 6: an estimate, since that step
+    takes tens of seconds on a CPU), and end-to-end latency minus model time (tiny preset, real
+    rclpy). Skipped, and said so, where rclpy cannot be imported."""
+    try:
+        from vggt_ros import bench_node  # noqa: PLC0415 - needs rclpy
+    except ImportError as error:
+        return {'skipped': f'rclpy not importable: {error}'}
+    section = {'publishing': bench_node.publish_overhead(repeats)}
+    big = next((result for result in results if result['preset'] == BLOCK_PRESET), None)
+    if big is not None:
+        rate = big['efficiency']['achieved_flops_per_s']
+        config = CONFIGS[BLOCK_PRESET]
+        step = model_flops(config, bench_node.CLOUD_SIZE, big['window'])['total'] / rate
+        section['model_step_estimate_s'] = step
+        section['fraction_of_step'] = section['publishing']['total_s']['median'] / step
+    width = bench_node.CLOUD_SIZE[1]
+    reconstructor = bench_node.RecordingReconstructor(model, image_width=width)
+    section['end_to_end'] = bench_node.end_to_end(reconstructor, bench_node.CLOUD_SIZE, frames)
+    return section
+
+
 def _ms(times: dict[str, float]) -> str:
     return ' / '.join(f'{1e3 * times[key]:.4g}' for key in ('min', 'median', 'max'))
 
@@ -687,6 +912,7 @@ def markdown(report: dict[str, Any]) -> str:
                 f'| {_label(result)} | {result["tokens_per_frame"]} | {cache} | {_ms(low)} '
                 f'| {_ms(high)} | {cost["ratio"]:.2f} |'
             )
+    lines += frame_n_markdown(results)
     lines += [
         '',
         '## 2. Ours vs a reference-style step (cat raw K/V, re-norm and re-rotate the cache)',
@@ -729,7 +955,136 @@ def markdown(report: dict[str, Any]) -> str:
     ]
     lines += block_markdown(report['global_block'])
     lines += merging_markdown(report['block_merging'], report['merging_steps'])
+    lines += efficiency_markdown(report['matmul'], results)
+    lines += node_markdown(report['node'])
+    lines += memory_markdown(report['memory'])
+    lines += gpu_markdown(report['gpu'])
     return '\n'.join(lines) + '\n'
+
+
+def frame_n_markdown(results: list[dict[str, Any]]) -> list[str]:
+    """Section 1's ratios at frame N: (a) window W, (b) unbounded, (c) reference-style, (d) naive
+    (forward_causal over the last W frames for every frame)."""
+    lines = [
+        '',
+        'At frame N = 8·W, stepped side by side: (a) window W, (b) unbounded, (d) naive; (c) the '
+        "reference-style step beside (b) at section 2's frame.",
+        '',
+        '| model | N | (a) window | (b) unbounded | (d) naive | (b)/(a) | (c)/(b) at frame '
+        '| (d)/(a) |',
+        '|---|---|---|---|---|---|---|---|',
+    ]
+    for result in results:
+        at = result['at_frame_n']
+        lines.append(
+            _row(
+                _label(result),
+                at['frame'],
+                _ms(at['window_s']),
+                _ms(at['unbounded_s']),
+                _ms(at['naive_s']),
+                f'{at["unbounded_over_window"]:.2f}',
+                f'{at["reference_over_unbounded"]:.2f} at {at["reference_frame"]}',
+                f'{at["naive_over_window"]:.2f}',
+            )
+        )
+    return lines
+
+
+def efficiency_markdown(matmul: dict[str, Any], results: list[dict[str, Any]]) -> list[str]:
+    """Section 6's table."""
+    m, k, n = matmul['size']
+    lines = [
+        '',
+        '## 6. Efficiency: closed-form model FLOPs per frame / median step time, vs torch.mm',
+        '',
+        f'Dense fp32 torch.mm [{m}x{k}] @ [{k}x{n}]: {_ms(matmul["mm_s"])} ms = '
+        f'{matmul["flops_per_s"] / 1e9:.3g} GFLOP/s. FLOPs: 2 per multiply-add of the linear '
+        'layers, convolutions and attention (QK^T, PV); norms and activations left out. Step: '
+        '(a) at frame N.',
+        '',
+        '| model | frames attended | GFLOP per frame (DINO / frame / global / camera / DPT) '
+        '| median step | achieved GFLOP/s | fraction of torch.mm |',
+        '|---|---|---|---|---|---|',
+    ]
+    for result in results:
+        eff = result['efficiency']
+        parts = ' / '.join(
+            f'{value / 1e9:.3g}' for name, value in eff['flops'].items() if name != 'total'
+        )
+        lines.append(
+            _row(
+                _label(result),
+                eff['frames_attended'],
+                f'{eff["flops"]["total"] / 1e9:.3g} ({parts})',
+                f'{1e3 * eff["step_s"]["median"]:.4g} ms',
+                f'{eff["achieved_flops_per_s"] / 1e9:.3g}',
+                f'{eff["fraction_of_matmul"]:.2f}',
+            )
+        )
+    return lines
+
+
+def node_markdown(node: dict[str, Any]) -> list[str]:
+    """Section 7's table, or why it was skipped."""
+    lines = ['', '## 7. Node overhead (real rclpy)', '']
+    if 'skipped' in node:
+        return [*lines, f'Skipped: {node["skipped"]}.']
+    publishing, e2e = node['publishing'], node['end_to_end']
+    height, width = publishing['image_size']
+    fraction = (
+        f' = {node["fraction_of_step"]:.3g} of a {BLOCK_PRESET} step at that size (estimated: '
+        f"{node['model_step_estimate_s']:.3g} s from section 6's achieved rate)"
+        if 'fraction_of_step' in node
+        else ''
+    )
+    return [
+        *lines,
+        f'Per frame at {height}x{width}: depth + CameraInfo, organised cloud and TF, converted '
+        f'{_ms(publishing["convert_s"])} ms, published {_ms(publishing["publish_s"])} ms, '
+        f'total {_ms(publishing["total_s"])} ms{fraction}.',
+        '',
+        f'End to end (tiny preset, {e2e["frames"]} frames at {height}x{width}, one at a time): '
+        f'image published -> TF received {_ms(e2e["latency_s"])} ms, model '
+        f'{_ms(e2e["model_s"])} ms, the rest (transport, decode, preprocessing, outputs) '
+        f'{_ms(e2e["overhead_s"])} ms.',
+    ]
+
+
+def memory_markdown(memory: dict[str, Any]) -> list[str]:
+    """Section 8's table."""
+    height, width = memory['image_size']
+    return [
+        '',
+        f'## 8. Memory over a long stream (tiny, {height}x{width}, window {memory["window"]}, '
+        f'{memory["frames"]} frames)',
+        '',
+        'Slopes: least squares over the second half of the stream (window long full); want ~0.',
+        '',
+        '| | first frame | last frame | slope (B/frame) |',
+        '|---|---|---|---|',
+        _row(
+            'RSS', *map(_mb, memory['rss_first_last']), f'{memory["rss_slope_bytes_per_frame"]:.3g}'
+        ),
+        _row(
+            'KV cache',
+            *map(_mb, memory['cache_first_last']),
+            f'{memory["cache_slope_bytes_per_frame"]:.3g}',
+        ),
+    ]
+
+
+def gpu_markdown(gpu: dict[str, Any]) -> list[str]:
+    """Section 9: frames/s of the 1B preset on the GPU, or why it was skipped."""
+    lines = ['', f'## 9. GPU: {BLOCK_PRESET} in bf16', '']
+    if 'skipped' in gpu:
+        return [*lines, f'Skipped: {gpu["skipped"]}.']
+    height, width = gpu['image_size']
+    return [
+        *lines,
+        f'{gpu["device"]}, {height}x{width}, window {gpu["window"]}, {gpu["frames"]} frames: '
+        f'step {_ms(gpu["step_s"])} ms, **{gpu["frames_per_s"]:.3g} frames/s**.',
+    ]
 
 
 def _row(*cells: object) -> str:
@@ -875,6 +1230,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=['tiny'],
         help='whole-step merging (5b) with these presets at their sizes (default: tiny)',
     )
+    parser.add_argument('--memory-frames', type=int, help='section 8 stream length (2000)')
+    parser.add_argument('--node-frames', type=int, help='section 7 end-to-end frames (20)')
+    parser.add_argument('--gpu-frames', type=int, help='section 9 timed frames (30)')
     parser.add_argument('--threads', type=int, help="torch threads (default: torch's own)")
     parser.add_argument('--seed', type=int, default=0, help='weights and images')
     args = parser.parse_args(argv)
@@ -909,6 +1267,7 @@ def main(argv: list[str] | None = None) -> None:
     repeats = {'streamvggt-1b': args.repeats, 'tiny': args.tiny_repeats}
     windows = tuple(args.merge_windows)
     results, steps = [], []
+    matmul = matmul_throughput(max(args.repeats, 3))
     for preset in dict.fromkeys([*args.presets, *args.merge_presets]):
         _progress(f'{preset} at {sizes[preset]}')
         model = synthetic_model(preset, args.seed)
@@ -922,6 +1281,10 @@ def main(argv: list[str] | None = None) -> None:
                 args.warmup,
                 args.seed,
             )
+            step_s = result['at_frame_n']['window_s']
+            result['efficiency'] = efficiency(
+                model.config, sizes[preset], args.window, step_s, matmul
+            )
             results.append({'preset': preset, **result})
         if preset in args.merge_presets:
             result = merging_steps(model, sizes[preset], windows, repeats[preset], seed=args.seed)
@@ -931,8 +1294,14 @@ def main(argv: list[str] | None = None) -> None:
     _progress(f'{BLOCK_PRESET} global block at {args.block_size}')
     block = block_vs_reference(config, args.block_size, args.cached, args.block_repeats, args.seed)
     merging = block_merging(config, args.block_size, windows, args.block_repeats, seed=args.seed)
+    _progress('node overhead, memory, GPU')
+    tiny = synthetic_model('tiny', args.seed)
     report = {
         'environment': environment(argv),
+        'matmul': matmul,
+        'node': node_overhead(tiny, args.tiny_repeats, args.node_frames, results),
+        'memory': memory_growth(tiny, MEMORY_SIZE, MEMORY_WINDOW, args.memory_frames, args.seed),
+        'gpu': gpu_frames_per_s(args.gpu_frames),
         'results': results,
         'global_block': block,
         'block_merging': merging,

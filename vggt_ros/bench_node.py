@@ -1,0 +1,195 @@
+"""vggt-bench section 7 and the soak test's harness: the node's own cost, through real rclpy.
+
+Kept apart from vggt_ros.bench so that the benchmark runs (and says it skipped this) where rclpy
+cannot be imported.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Time
+from rclpy.executors import SingleThreadedExecutor
+from rclpy.parameter import Parameter
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
+from tf2_msgs.msg import TFMessage
+
+from vggt_ros import messages
+from vggt_ros.bench import stats, timed
+from vggt_ros.node import StreamNode
+from vggt_ros.outputs import FrameOutputs, OutputOptions
+from vggt_ros.reconstructor import FrameResult, Reconstructor
+
+CLOUD_SIZE = (392, 518)  # height, width of the published depth and cloud
+TIMEOUT_S = 30.0
+
+
+def synthetic_result(size: tuple[int, int] = CLOUD_SIZE) -> FrameResult:
+    """A FrameResult with plausible values at `size`: conversion costs do not depend on them."""
+    height, width = size
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(1, 5, size).astype(np.float32)
+    return FrameResult(
+        frame_index=0,
+        stamp=None,
+        world_from_camera=np.eye(4),
+        camera_from_world=np.eye(4),
+        K=np.array([[300.0, 0, width / 2], [0, 300.0, height / 2], [0, 0, 1]]),
+        depth=depth,
+        confidence=np.full(size, 10, np.float32),
+        colours=rng.integers(0, 256, (*size, 3), dtype=np.uint8),
+        world_points=rng.normal(size=(*size, 3)).astype(np.float32),
+        world_points_conf=np.full(size, 10, np.float32),
+        pose_enc=np.zeros(9, np.float32),
+    )
+
+
+class Publishing:
+    """The node's per-frame outputs (depth + CameraInfo, the organised cloud, TF) on a real rclpy
+    node, with a subscriber on each topic so that every message is serialised and delivered."""
+
+    def __init__(self, context: rclpy.Context) -> None:
+        self.node = rclpy.create_node('vggt_bench_publishing', context=context)
+        kinds = {'depth': Image, 'camera_info': CameraInfo, 'points': PointCloud2, 'tf': TFMessage}
+        self.publishers = {
+            name: self.node.create_publisher(kind, name, 2) for name, kind in kinds.items()
+        }
+        for name, kind in kinds.items():
+            self.node.create_subscription(kind, name, lambda message: None, 2)
+
+    def convert(self, result: FrameResult) -> dict[str, Any]:
+        """What StreamNode._publish computes for these outputs."""
+        frame = FrameOutputs(result, OutputOptions())
+        header = Header(stamp=Time(sec=1), frame_id='camera')
+        height, width = frame.size
+        transform = messages.matrix_to_transform(frame.pose, header.stamp, 'world', 'camera')
+        return {
+            'depth': messages.depth_to_image(frame.depth, header),
+            'camera_info': messages.intrinsics_to_camera_info(result.K, width, height, header),
+            'points': messages.points_to_cloud(*frame.cloud(), header),
+            'tf': TFMessage(transforms=[transform]),
+        }
+
+    def publish(self, converted: dict[str, Any]) -> None:
+        for name, message in converted.items():
+            self.publishers[name].publish(message)
+
+
+def publish_overhead(repeats: int, size: tuple[int, int] = CLOUD_SIZE) -> dict[str, Any]:
+    """Per frame: converting a FrameResult at `size` into the node's messages, and publishing
+    them, each timed `repeats` times after one untimed frame."""
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    try:
+        publishing = Publishing(context)
+        result = synthetic_result(size)
+        publishing.publish(publishing.convert(result))
+        times: dict[str, list[float]] = {'convert': [], 'publish': [], 'total': []}
+        for _ in range(repeats):
+            converted, convert_s = timed(publishing.convert, result)
+            publish_s = timed(publishing.publish, converted)[1]
+            times['convert'].append(convert_s)
+            times['publish'].append(publish_s)
+            times['total'].append(convert_s + publish_s)
+        publishing.node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+    return {'image_size': list(size), 'repeats': repeats} | {
+        f'{name}_s': stats(values) for name, values in times.items()
+    }
+
+
+class RecordingReconstructor(Reconstructor):
+    """A Reconstructor that keeps, per step, its timings and the session's cache bytes (read in
+    the worker thread, between steps)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.steps: list[dict[str, float]] = []
+
+    def step(self, rgb: np.ndarray, stamp: float | None = None) -> FrameResult:
+        result = super().step(rgb, stamp)
+        self.steps.append({**result.timings, 'cache_bytes': self.session.cache_bytes})
+        return result
+
+
+class NodeRun:
+    """A StreamNode in its own Context beside a peer that publishes images and records when each
+    TF arrives, both spun by one executor in a background thread."""
+
+    def __init__(self, reconstructor: Reconstructor, **overrides: Any) -> None:
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = StreamNode(
+            reconstructor=reconstructor,
+            context=self.context,
+            parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()],
+        )
+        self.peer = rclpy.create_node('vggt_bench_peer', context=self.context)
+        self.tf_at: dict[int, float] = {}  # stamp (ns) -> perf_counter when its TF arrived
+        self.peer.create_subscription(TFMessage, '/tf', self._on_tf, 100)
+        self.images = self.peer.create_publisher(Image, 'image', 10)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.executor.add_node(self.peer)
+        self._spinner = threading.Thread(target=self.executor.spin, daemon=True)
+        self._spinner.start()
+        self.wait(lambda: self.images.get_subscription_count() > 0, 'the node to subscribe')
+        self.wait(lambda: self.node.count_subscribers('/tf') > 0, 'the TF listener to match')
+
+    def _on_tf(self, message: TFMessage) -> None:
+        stamp = message.transforms[0].header.stamp
+        self.tf_at[stamp.sec * 1_000_000_000 + stamp.nanosec] = time.perf_counter()
+
+    @staticmethod
+    def wait(condition: Any, what: str, timeout: float = TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f'timed out waiting for {what}')
+            time.sleep(0.001)
+
+    def send(self, rgb: np.ndarray, index: int) -> tuple[int, float]:
+        """Publish frame `index` (stamped index + 1 s) and return its stamp (ns) and send time."""
+        header = Header(stamp=Time(sec=index + 1), frame_id='camera')
+        message = messages.array_to_image(rgb, 'rgb8', header)
+        sent = time.perf_counter()
+        self.images.publish(message)
+        return (index + 1) * 1_000_000_000, sent
+
+    def close(self) -> None:
+        self.executor.shutdown()
+        self._spinner.join(timeout=TIMEOUT_S)
+        self.node.destroy_node()
+        self.peer.destroy_node()
+        rclpy.shutdown(context=self.context)
+
+
+def end_to_end(reconstructor: RecordingReconstructor, size: tuple[int, int], frames: int) -> dict:
+    """Image published -> TF received through real rclpy, one frame at a time (no drops), minus
+    the model's time in that step; the first frame is untimed."""
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+    run = NodeRun(reconstructor)
+    latency = []
+    try:
+        for index in range(frames + 1):
+            stamp, sent = run.send(rgb, index)
+            run.wait(lambda stamp=stamp: stamp in run.tf_at, f'the TF of frame {index}')
+            latency.append(run.tf_at[stamp] - sent)
+    finally:
+        run.close()
+    model = [step['model'] for step in reconstructor.steps]
+    overhead = [total - inside for total, inside in zip(latency, model, strict=True)]
+    return {
+        'image_size': list(size),
+        'frames': frames,
+        'latency_s': stats(latency[1:]),
+        'model_s': stats(model[1:]),
+        'overhead_s': stats(overhead[1:]),
+    }
