@@ -104,6 +104,24 @@ def test_other_bag_formats_evaluate_alike(sequence, tmp_path, storage):
     assert metrics['frames'] == 5 and metrics['ate_rmse'] < 1e-4 and metrics['depth_abs_rel'] < 1e-4
 
 
+def test_depth_pairs_with_the_nearest_stamp_within_the_tolerance(sequence, tmp_path, capsys):
+    lag = 4_000_000  # ns: RGB-D drivers stamp depth apart from colour
+    path = tmp_path / 'lagged'
+    with BagWriter(path) as bag:
+        for index in range(4):
+            stamp = int(sequence.stamps[index])
+            rgb, depth = sequence.render(index)
+            pose = bag.tf(stamp, WORLD_FRAME, CAMERA_FRAME, sequence.poses[index])
+            bag.write('/tf', stamp, pose)
+            bag.write('/camera/image_raw', stamp, bag.image(stamp, CAMERA_FRAME, rgb, 'rgb8'))
+            lagged = bag.image(stamp + lag, CAMERA_FRAME, depth, '32FC1')
+            bag.write('/camera/depth', stamp + lag, lagged)
+    assert evaluate(path, tmp_path / 'near', sequence.model_frame)['depth_abs_rel'] < 1e-4
+    strict = evaluate(path, tmp_path / 'strict', sequence.model_frame, '--max-time-diff', '0.002')
+    assert 'depth_abs_rel' not in strict and strict['ate_rmse'] < 1e-4
+    assert 'depth is not scored' in capsys.readouterr().err
+
+
 def expect_error(capsys, argv, message):
     assert cli.main(argv) == cli.EXIT_USAGE
     err = capsys.readouterr().err

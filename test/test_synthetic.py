@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 
 from vggt_ros.evaluation import ground_truth
-from vggt_ros.evaluation.bag_io import STORAGES, open_bag, read_messages, topic_connections
+from vggt_ros.evaluation.bag_io import (
+    STORAGES,
+    BagError,
+    BagWriter,
+    open_bag,
+    read_messages,
+    topic_connections,
+)
 from vggt_ros.images import depth_to_metres, image_to_rgb
 from vggt_ros.synthetic import (
     CAMERA_FRAME,
@@ -30,7 +37,7 @@ def test_rays_hit_walls_floor_and_sphere_at_analytic_distances():
         ((-2.0, 0.3, 0.45), (1.0, 0.0, 0.0), 2.4 - 0.45),  # the same sphere from the side
     ]
     for origin, direction, expected in origins_dirs_t:
-        t, _, _ = cast_rays(scene, np.array(origin), np.array([direction]))
+        t, _, _, _ = cast_rays(scene, np.array(origin)[:, None], np.array(direction)[:, None])
         assert t[0] == pytest.approx(expected, abs=1e-9)
 
 
@@ -76,6 +83,25 @@ def test_ground_truth_round_trips_through_the_bag(tmp_path, storage):
     rgb, depth = sequence.render(3)
     np.testing.assert_array_equal(image_to_rgb(images[3]), rgb)
     np.testing.assert_array_equal(depth_to_metres(depths[3]), depth)
+
+
+def test_ground_truth_chains_moving_and_static_tf_edges(tmp_path):
+    sequence = make_sequence('walk', 5, 32, 24)
+    body_from_camera = look_at(np.array((0.1, 0.0, 0.2)), np.array((1.0, 0.3, 0.1)))
+    with BagWriter(tmp_path / 'tf') as bag:
+        stamp = int(sequence.stamps[0])
+        bag.write('/tf_static', stamp, bag.tf(stamp, 'body', CAMERA_FRAME, body_from_camera))
+        for stamp, pose in zip(sequence.stamps, sequence.poses, strict=True):
+            body = pose @ np.linalg.inv(body_from_camera)
+            bag.write('/tf', int(stamp), bag.tf(int(stamp), '/map', 'body', body))
+    with open_bag(tmp_path / 'tf') as reader:
+        forward = ground_truth.from_tf(reader, 'map', CAMERA_FRAME)
+        backward = ground_truth.from_tf(reader, CAMERA_FRAME, 'map')
+        with pytest.raises(BagError, match='no TF chain from map to elsewhere'):
+            ground_truth.from_tf(reader, 'map', 'elsewhere')
+    np.testing.assert_array_equal(forward.stamps, sequence.stamps)
+    np.testing.assert_allclose(forward.poses, sequence.poses, atol=1e-9)
+    np.testing.assert_allclose(backward.poses, np.linalg.inv(sequence.poses), atol=1e-9)
 
 
 def test_tum_files_round_trip(tmp_path):

@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         '--max-time-diff',
         type=float,
         default=0.01,
-        help='seconds within which an estimated frame matches a GT pose',
+        help='seconds within which a frame matches a GT pose or depth image',
     )
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
     return parser.parse_args(argv)
@@ -89,7 +89,14 @@ def run(args: argparse.Namespace, reconstructor: Reconstructor, random_weights: 
             args.depth_topic,
             args.frame_stride,
             args.max_frames,
+            args.max_time_diff,
             progress=not args.quiet,
+        )
+    if args.depth_topic and not result.gt_depth:
+        print(
+            f'WARNING: no {args.depth_topic} image within --max-time-diff {args.max_time_diff} s'
+            ' of any frame: depth is not scored',
+            file=sys.stderr,
         )
     return write_report(result, score(result, truth, args.max_time_diff), random_weights, args.out)
 

@@ -7,6 +7,8 @@ ground-truth frames can be matched by the time the data was taken.
 from __future__ import annotations
 
 import os
+from collections import defaultdict, deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +19,9 @@ from rosbags.highlevel import AnyReader
 from vggt_ros.evaluation.bag_io import BagError, read_messages, stamp_ns, topic_connections
 from vggt_ros.model.geometry import quat_to_rotation, rotation_to_quat
 
-TF_TYPES = ('tf2_msgs/msg/TFMessage',)
+TF_TYPES = ('tf2_msgs/msg/TFMessage', 'tf/msg/tfMessage')
+TF_TOPICS = ('/tf', '/tf_static')
+Edge = tuple[str, str]  # (parent frame, child frame)
 POSE_TYPES = (
     'geometry_msgs/msg/PoseStamped',
     'geometry_msgs/msg/PoseWithCovarianceStamped',
@@ -60,20 +64,81 @@ def _frame(name: str) -> str:
     return name.lstrip('/')  # ROS 1 bags often spell frames with a leading slash
 
 
-def from_tf(reader: AnyReader, parent: str, child: str, topic: str = '/tf') -> Trajectory:
-    """The direct parent -> child transforms on /tf (TUM ground truth is recorded this way)."""
-    poses, stamps = [], []
-    for _, message in read_messages(reader, topic_connections(reader, topic, TF_TYPES)):
-        for stamped in message.transforms:
-            if (_frame(stamped.header.frame_id), _frame(stamped.child_frame_id)) != (
-                _frame(parent),
-                _frame(child),
-            ):
-                continue
-            t, q = stamped.transform.translation, stamped.transform.rotation
-            poses.append(pose_matrix((t.x, t.y, t.z), (q.x, q.y, q.z, q.w)))
-            stamps.append(stamp_ns(stamped))
-    return make_trajectory(stamps, poses, f'{topic} ({parent} -> {child})')
+def _tf_edges(reader: AnyReader) -> tuple[dict[Edge, Trajectory], set[Edge]]:
+    """Every (parent, child) edge on /tf and /tf_static as a trajectory; the static ones."""
+    samples: dict[Edge, tuple[list[int], list[np.ndarray]]] = defaultdict(lambda: ([], []))
+    static: set[Edge] = set()
+    for topic in TF_TOPICS:
+        if not any(c.topic == topic and c.msgcount for c in reader.connections):
+            continue
+        for _, message in read_messages(reader, topic_connections(reader, topic, TF_TYPES)):
+            for stamped in message.transforms:
+                edge = (_frame(stamped.header.frame_id), _frame(stamped.child_frame_id))
+                t, q = stamped.transform.translation, stamped.transform.rotation
+                samples[edge][0].append(stamp_ns(stamped))
+                samples[edge][1].append(pose_matrix((t.x, t.y, t.z), (q.x, q.y, q.z, q.w)))
+                if topic == '/tf_static':
+                    static.add(edge)
+    edges = {
+        edge: make_trajectory(*series, f'{edge[0]} -> {edge[1]}')
+        for edge, series in samples.items()
+    }
+    return edges, static
+
+
+def _tf_path(edges: Iterable[Edge], parent: str, child: str) -> list[tuple[Edge, bool]]:
+    """Edges leading from parent to child, each True where it is walked child -> parent."""
+    neighbours: dict[str, list[tuple[str, Edge, bool]]] = defaultdict(list)
+    for edge in edges:
+        neighbours[edge[0]].append((edge[1], edge, False))
+        neighbours[edge[1]].append((edge[0], edge, True))
+    came_from: dict[str, tuple[str, Edge, bool] | None] = {parent: None}
+    queue = deque([parent])
+    while queue:
+        frame = queue.popleft()
+        for other, edge, inverted in neighbours[frame]:
+            if other not in came_from:
+                came_from[other] = (frame, edge, inverted)
+                queue.append(other)
+    if child not in came_from:
+        frames = ', '.join(sorted(neighbours)) or 'none'
+        raise BagError(f'no TF chain from {parent} to {child}; frames on /tf: {frames}')
+    path, frame = [], child
+    while (step := came_from[frame]) is not None:
+        frame, edge, inverted = step
+        path.append((edge, inverted))
+    return path[::-1]
+
+
+def _nearest(stamps: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    """Index of the stamp nearest to each query (stamps sorted)."""
+    right = np.searchsorted(stamps, queries).clip(1, max(len(stamps) - 1, 1))
+    left = right - 1
+    if len(stamps) == 1:
+        return np.zeros(len(queries), np.int64)
+    return np.where(queries - stamps[left] <= stamps[right] - queries, left, right)
+
+
+def from_tf(reader: AnyReader, parent: str, child: str) -> Trajectory:
+    """parent -> child through the TF tree of /tf and /tf_static (TUM: world -> kinect -> optical).
+
+    Stamps are those of the first moving edge on the chain (usually the motion capture); other
+    moving edges are taken at their nearest stamp, static ones as they are.
+    """
+    parent, child = _frame(parent), _frame(child)
+    if not any(c.topic in TF_TOPICS for c in reader.connections):
+        raise BagError(f'ground truth {parent} -> {child}: the bag has no /tf or /tf_static')
+    edges, static = _tf_edges(reader)
+    path = _tf_path(edges, parent, child)
+    moving = [edge for edge, _ in path if edge not in static and len(edges[edge]) > 1]
+    if not moving:
+        raise BagError(f'the TF chain {parent} -> {child} never moves: no trajectory to score')
+    stamps = edges[moving[0]].stamps
+    poses = np.tile(np.eye(4), (len(stamps), 1, 1))
+    for edge, inverted in path:
+        step = edges[edge].poses[_nearest(edges[edge].stamps, stamps)]
+        poses = poses @ (np.linalg.inv(step) if inverted else step)
+    return Trajectory(stamps, poses)
 
 
 def from_pose_topic(reader: AnyReader, topic: str) -> Trajectory:

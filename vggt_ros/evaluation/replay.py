@@ -64,13 +64,36 @@ def decode_rgb(message: object) -> np.ndarray:
     return compressed_to_rgb(message) if hasattr(message, 'format') else image_to_rgb(message)
 
 
-def read_depths(reader: AnyReader, topic: str, image_width: int) -> dict[int, np.ndarray]:
-    """GT depth in metres at model resolution, by header stamp."""
-    connections = topic_connections(reader, topic, DEPTH_TYPES)
-    return {
-        stamp_ns(msg): to_model_resolution(depth_to_metres(msg), image_width)
-        for _, msg in read_messages(reader, connections)
-    }
+class DepthIndex:
+    """GT depth in metres at model resolution, found by the nearest header stamp within a tolerance.
+
+    RGB-D drivers stamp colour and depth separately (TUM RGB-D: up to ~20 ms apart), so only an
+    exact stamp match would leave real bags without any depth to score.
+    """
+
+    def __init__(self, depths: dict[int, np.ndarray], max_diff: float) -> None:
+        self.stamps = np.array(sorted(depths), np.int64)
+        self.depths = depths
+        self.max_diff_ns = round(max_diff * 1e9)
+
+    @classmethod
+    def from_bag(
+        cls, reader: AnyReader, topic: str, image_width: int, max_diff: float
+    ) -> DepthIndex:
+        connections = topic_connections(reader, topic, DEPTH_TYPES)
+        depths = {
+            stamp_ns(msg): to_model_resolution(depth_to_metres(msg), image_width)
+            for _, msg in read_messages(reader, connections)
+        }
+        return cls(depths, max_diff)
+
+    def nearest(self, stamp: int) -> np.ndarray | None:
+        """The depth image closest in time to `stamp`, or None if none is within the tolerance."""
+        if not len(self.stamps):
+            return None
+        right = int(np.searchsorted(self.stamps, stamp).clip(1, len(self.stamps) - 1))
+        best = min(self.stamps[right - 1 : right + 1], key=lambda s: abs(int(s) - stamp))
+        return self.depths[int(best)] if abs(int(best) - stamp) <= self.max_diff_ns else None
 
 
 def selected_frames(
@@ -113,10 +136,18 @@ def replay(
     depth_topic: str | None = None,
     frame_stride: int = 1,
     max_frames: int | None = None,
+    max_time_diff: float = 0.01,
     progress: bool = True,
 ) -> Replay:
-    """Step the reconstructor through the selected frames of `image_topic`, in bag order."""
-    depths = read_depths(reader, depth_topic, reconstructor.image_width) if depth_topic else {}
+    """Step the reconstructor through the selected frames of `image_topic`, in bag order.
+
+    Each frame is paired with the depth image nearest in time within `max_time_diff` seconds.
+    """
+    depths = (
+        DepthIndex.from_bag(reader, depth_topic, reconstructor.image_width, max_time_diff)
+        if depth_topic
+        else DepthIndex({}, max_time_diff)
+    )
     count, frames = selected_frames(reader, image_topic, frame_stride, max_frames)
     strip_at = set(np.linspace(0, count - 1, min(STRIP_FRAMES, count)).round().astype(int))
     stamps, poses, latencies = [], [], []
@@ -129,7 +160,7 @@ def replay(
         stamps.append(stamp)
         poses.append(result.world_from_camera)
         latencies.append(sum(result.timings.values()))
-        gt_depth = depths.get(stamp)
+        gt_depth = depths.nearest(stamp)
         _record(out, result, gt_depth)
         if index in strip_at:
             out.strip.append((result.colours, result.depth, gt_depth))
