@@ -11,6 +11,8 @@ import tempfile
 import pytest
 import torch
 
+from vggt_ros.model.synthetic_weights import synthetic_model
+
 os.environ['ROS_DOMAIN_ID'] = str(1 + os.getpid() % 100)
 os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
 os.environ.setdefault('ROS_LOG_DIR', tempfile.mkdtemp(prefix='vggt_ros_test_logs_'))
@@ -24,3 +26,10 @@ def single_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='session')
+def tiny_model():
+    """The tiny preset with recipe weights: unlike its random init (LayerScale 0.01, zero special
+    tokens), they make every block's effect visible in the outputs."""
+    return synthetic_model('tiny', seed=3)

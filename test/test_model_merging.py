@@ -15,7 +15,6 @@ from vggt_ros.model.merging import (
     partition_frame,
     token_counts,
 )
-from vggt_ros.model.synthetic_weights import synthetic_model
 
 FRAMES, HEIGHT, WIDTH = 10, 70, 98  # 5 x 7 patches: odd sides, so edge cells are cut
 ROWS, COLS, SPECIAL = 5, 7, 5
@@ -24,8 +23,8 @@ OUTPUTS = ('pose_enc', 'depth', 'depth_conf', 'world_points', 'world_points_conf
 
 
 @pytest.fixture(scope='module')
-def model():
-    return synthetic_model('tiny', seed=3)
+def model(tiny_model):
+    return tiny_model
 
 
 @pytest.fixture(scope='module')

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from vggt_ros.model.rope import apply_rope, rope_tables, token_positions
-from vggt_ros.model.synthetic_weights import synthetic_model
 
 FRAMES, HEIGHT, WIDTH = 12, 42, 56  # 3 x 4 patches, 17 tokens per frame
 OUTPUTS = ('pose_enc', 'depth', 'depth_conf', 'world_points', 'world_points_conf')
@@ -15,8 +14,8 @@ TOLERANCE = dict(rtol=1e-4, atol=1e-5)
 
 
 @pytest.fixture(scope='module')
-def model():
-    return synthetic_model('tiny', seed=3)
+def model(tiny_model):
+    return tiny_model
 
 
 @pytest.fixture(scope='module')
