@@ -114,6 +114,12 @@ class ReferenceStyleLayer:
     def nbytes(self) -> int:
         return 0 if self.keys is None else self.keys.nbytes + self.values.nbytes
 
+    def new_frame(self) -> None:
+        """Nothing to open: extend() concatenates the new frame."""
+
+    def reset(self) -> None:
+        self.keys = self.values = None
+
     def extend(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Append one frame's k, v [1, heads, P, head_dim]; return all keys and values."""
         self.keys = _append_frame(self.keys, k)
@@ -129,29 +135,11 @@ def _append_frame(cache: Tensor | None, x: Tensor) -> Tensor:
     return x if cache is None else torch.cat([cache, x], dim=2)
 
 
-class ReferenceStyleCache:
+class ReferenceStyleCache(KVCache):
     """Drop-in for the session's global-block KVCache: no window, no preallocation."""
 
     def __init__(self, layers: list[ReferenceStyleLayer]) -> None:
         self.layers = layers
-
-    def __getitem__(self, index: int) -> ReferenceStyleLayer:
-        return self.layers[index]
-
-    @property
-    def num_frames(self) -> int:
-        return self.layers[0].num_frames
-
-    @property
-    def nbytes(self) -> int:
-        return sum(layer.nbytes for layer in self.layers)
-
-    def new_frame(self) -> None:
-        """Nothing to open: extend() concatenates the new frame."""
-
-    def reset(self) -> None:
-        for layer in self.layers:
-            layer.keys = layer.values = None
 
 
 def reference_style_cache(
