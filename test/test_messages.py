@@ -90,8 +90,8 @@ def test_32fc1_little_and_big_endian():
 
 
 def test_unsupported_encoding_names_it_and_the_supported_ones():
-    with pytest.raises(ValueError, match="'yuv422'.*rgb8.*bgr8.*mono8"):
-        images.image_to_rgb(raw_image('yuv422', 2, 1, 4, [0] * 4))
+    with pytest.raises(ValueError, match="'yuv420'.*rgb8.*bgr8.*mono8"):
+        images.image_to_rgb(raw_image('yuv420', 2, 1, 4, [0] * 4))
     with pytest.raises(ValueError, match="'32FC1'.*supported: rgb8"):
         images.image_to_rgb(raw_image('32FC1', 1, 1, 4, [0] * 4))
 
