@@ -136,6 +136,14 @@ def test_defaults_are_valid_and_choices_match_the_code():
         ('publish_tf', 1, 'must be a bool'),
         ('merging.merge_ratio', 1.5, 'at most'),
         ('world_frame', '', 'empty'),
+        ('scale', float('nan'), 'finite'),
+        ('scale', float('inf'), 'finite'),
+        ('conf_threshold', float('inf'), 'finite'),
+        ('time_jump_tolerance', float('-inf'), 'finite'),
+        ('time_jump_tolerance', -0.1, 'at least'),
+        ('image_width', 500, 'multiple of 14'),
+        ('image_width', 14, 'at least 28'),
+        ('max_image_pixels', 0, 'at least'),
         ('no_such_parameter', 1, 'unknown'),
     ],
 )
@@ -143,8 +151,17 @@ def test_bad_values_are_rejected_with_a_reason(name, value, reason):
     assert reason in params.validate({name: value})
 
 
-def test_integers_are_accepted_for_floats():
+def test_integers_are_accepted_for_floats_and_become_floats():
     assert params.validate({'scale': 2, 'conf_threshold': 0}) is None
+    coerced = params.coerce({'scale': 2, 'frame_stride': 2, 'publish_tf': True})
+    assert coerced == {'scale': 2.0, 'frame_stride': 2, 'publish_tf': True}
+    assert type(coerced['scale']) is float and type(coerced['frame_stride']) is int
+
+
+def test_a_camera_frame_cannot_be_the_world_frame():
+    same = {**params.DEFAULTS, 'camera_frame': 'vggt_world'}
+    assert 'its own parent' in params.validate_combination(same)
+    assert params.validate_combination(params.DEFAULTS) is None
 
 
 def test_only_the_documented_parameters_change_at_runtime():
@@ -155,6 +172,8 @@ def test_only_the_documented_parameters_change_at_runtime():
         'scale',
         'frame_stride',
         'points.decimation',
+        'max_image_pixels',
+        'time_jump_tolerance',
         *(f'publish_{output}' for output in params.OUTPUTS),
     }
     assert not {'checkpoint', 'preset', 'device'} & dynamic

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from vggt_ros.checkpoints import load_model
-from vggt_ros.reconstructor import FrameResult, Reconstructor, model_size
+from vggt_ros.frame_size import model_size
+from vggt_ros.reconstructor import FrameResult, Reconstructor
 
 WIDTH = 56  # small model resolution keeps the end-to-end tests fast
 

@@ -8,10 +8,13 @@ config/stream.yaml and launch/stream.launch.py to it. It imports no ROS, so the 
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from vggt_ros.frame_size import check_image_width
 
 Value = bool | int | float | str
 
@@ -41,6 +44,8 @@ class ParameterSpec:
             isinstance(self.default, float) and type(value) is int
         ):
             return f'{self.name} must be a {type(self.default).__name__}, got {value!r}'
+        if isinstance(value, float) and not math.isfinite(value):
+            return f'{self.name} must be a finite number, got {value!r}'
         if self.choices and value not in self.choices:
             return f'{self.name} must be one of {", ".join(self.choices)}, got {value!r}'
         if self.minimum is not None and value < self.minimum:
@@ -56,6 +61,14 @@ def _window(value: int) -> str | None:
             f'window_size must be 0 (unbounded) or at least 2 (the anchor frame and the current '
             f'one), got {value}'
         )
+    return None
+
+
+def _image_width(value: int) -> str | None:
+    try:
+        check_image_width(value)
+    except ValueError as error:
+        return str(error)
     return None
 
 
@@ -112,8 +125,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec(
         'image_width',
         518,
-        'Width the model sees, a multiple of 14; the height follows the aspect ratio (rounded to '
+        'Width the model sees, a multiple of 14 (at least 28); the height follows the aspect ratio (rounded to '
         'a multiple of 14, centre-cropped to at most the width). Smaller is faster, coarser.',
+        check=_image_width,
     ),
     ParameterSpec(
         'window_size',
@@ -172,6 +186,22 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         'Use every n-th received image only; the others are skipped before the model.',
         dynamic=True,
         minimum=1,
+    ),
+    ParameterSpec(
+        'max_image_pixels',
+        40_000_000,
+        'Images with more pixels (width x height, read from the header before decoding) are '
+        'refused: corrupt headers and decompression bombs.',
+        dynamic=True,
+        minimum=1,
+    ),
+    ParameterSpec(
+        'time_jump_tolerance',
+        0.5,
+        'Seconds a stamp may go back and still count as an out-of-order frame (skipped); a '
+        'larger backward jump is a new stream, such as a looping bag, and starts a new world.',
+        dynamic=True,
+        minimum=0.0,
     ),
     # Frames and units.
     ParameterSpec(
@@ -252,6 +282,24 @@ def validate(values: Mapping[str, Any]) -> str | None:
         reason = spec.validate(value)
         if reason:
             return reason
+    return None
+
+
+def coerce(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values with an integer given for a float parameter turned into that float."""
+    return {
+        name: float(value)
+        if type(value) is int and isinstance(DEFAULTS.get(name), float)
+        else value
+        for name, value in values.items()
+    }
+
+
+def validate_combination(values: Mapping[str, Any]) -> str | None:
+    """Why these values cannot be used together, or None; `values` is a complete set."""
+    camera = values['camera_frame']
+    if camera and camera == values['world_frame']:
+        return f'camera_frame and world_frame are both {camera!r}: a frame cannot be its own parent'
     return None
 
 

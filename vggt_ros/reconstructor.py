@@ -17,11 +17,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from vggt_ros.checkpoints import load_model
+from vggt_ros.frame_size import check_image_width, model_size, resized_height
 from vggt_ros.model import StreamVGGT
 from vggt_ros.model.geometry import invert_rigid, pose_encoding_to_extri_intri, to_homogeneous
 from vggt_ros.model.merging import MergingConfig
-
-PATCH_SIZE = 14
 
 
 @dataclass(frozen=True)
@@ -46,29 +45,6 @@ class FrameResult:
     timings: dict[str, float] = field(
         default_factory=dict
     )  # seconds: preprocess, model, postprocess
-
-
-def model_size(height: int, width: int, image_width: int = 518) -> tuple[int, int]:
-    """(H, W) the model sees for a height x width input (the reference "crop" mode): width scaled
-    to image_width, height rounded to a multiple of 14, centre-cropped to at most image_width."""
-    return min(resized_height(height, width, image_width), image_width), image_width
-
-
-def resized_height(height: int, width: int, image_width: int) -> int:
-    """Height of a height x width image resized to image_width, before the centre crop."""
-    if image_width <= 0 or image_width % PATCH_SIZE:
-        raise ValueError(
-            f'image_width must be a positive multiple of {PATCH_SIZE}, got {image_width}'
-        )
-    if height <= 0 or width <= 0:
-        raise ValueError(f'image size must be positive, got {height}x{width}')
-    # Python's round (half to even) as in the reference preprocessing, so sizes match it exactly.
-    resized = round(height * image_width / width / PATCH_SIZE) * PATCH_SIZE
-    if resized == 0:
-        raise ValueError(
-            f'a {width}x{height} image is too wide: it would be less than {PATCH_SIZE} px high'
-        )
-    return resized
 
 
 def check_rgb(rgb: np.ndarray) -> None:
@@ -96,7 +72,7 @@ class Reconstructor:
         merging: MergingConfig | Mapping[str, Any] | None = None,
         precision: str = 'auto',
     ) -> None:
-        model_size(PATCH_SIZE, PATCH_SIZE, image_width)  # validates image_width
+        check_image_width(image_width)
         self.model = model
         self.image_width = image_width
         self.device = model.device
@@ -134,6 +110,7 @@ class Reconstructor:
         """
         check_rgb(rgb)
         height, width = rgb.shape[:2]
+        model_size(height, width, self.image_width)  # a size the model can use, or FrameSizeError
         resized = resized_height(height, width, self.image_width)
         if not rgb.flags.writeable:  # e.g. a view of a ROS message buffer; torch wants to own it
             rgb = rgb.copy()
