@@ -33,3 +33,34 @@ def tiny_model():
     """The tiny preset with recipe weights: unlike its random init (LayerScale 0.01, zero special
     tokens), they make every block's effect visible in the outputs."""
     return synthetic_model('tiny', seed=3)
+
+
+@pytest.fixture
+def harness_factory():
+    """Makes node harnesses (node_harness.Harness), a stand-in model by default; closes them."""
+    from node_harness import WIDTH, Harness, known_source
+    from standin_model import StandInModel
+
+    from vggt_ros.reconstructor import Reconstructor
+
+    harnesses = []
+
+    def make(source=known_source, reconstructor=None, topics=None, **overrides):
+        reconstructor = reconstructor or Reconstructor(StandInModel(source), image_width=WIDTH)
+        harnesses.append(Harness(reconstructor, topics, **overrides))
+        return harnesses[-1]
+
+    yield make
+    for harness in harnesses:
+        harness.close()
+
+
+@pytest.fixture
+def context():
+    """An initialised rclpy context of the test's own."""
+    import rclpy
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    yield context
+    rclpy.shutdown(context=context)

@@ -7,7 +7,6 @@ Others run the tiny preset, in-process and as the real `stream_node` entry point
 """
 
 import io
-import math
 import os
 import signal
 import subprocess
@@ -15,230 +14,42 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from pathlib import Path
 
 import numpy as np
 import pytest
 import rclpy
 import torch
 from builtin_interfaces.msg import Time
-from diagnostic_msgs.msg import DiagnosticArray
-from nav_msgs.msg import Odometry
-from nav_msgs.msg import Path as PathMessage
+from node_harness import (
+    CAMERA,
+    FX,
+    FY,
+    HEIGHT,
+    NS,
+    POSES,
+    ROOT,
+    TIMEOUT,
+    TOPICS,
+    WIDTH,
+    expected_world_points,
+    known_depth,
+    known_source,
+    rgb_image,
+    rot_y,
+    stamp_of,
+    transform_matrix,
+)
 from PIL import Image as PILImage
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
-from rclpy.qos import QoSDurabilityPolicy, QoSProfile
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
-from standin_model import StandInModel
-from std_msgs.msg import Header
+from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
-from tf2_msgs.msg import TFMessage
 
 from vggt_ros import images, messages
 from vggt_ros.checkpoints import load_model
 from vggt_ros.node import StartupError, StreamNode
 from vggt_ros.reconstructor import Reconstructor
-
-ROOT = Path(__file__).parent.parent
-HEIGHT, WIDTH = 70, 126  # multiples of 14: the model sees the image as it is
-FX, FY = 100.0, 90.0
-CAMERA = 'test_camera_optical_frame'
-NS = '/vggt_stream'
-TIMEOUT = 15.0
-TOPICS = {
-    '/tf': TFMessage,
-    f'{NS}/depth': Image,
-    f'{NS}/depth/camera_info': CameraInfo,
-    f'{NS}/confidence': Image,
-    f'{NS}/points': PointCloud2,
-    f'{NS}/odometry': Odometry,
-    f'{NS}/path': PathMessage,
-    f'{NS}/map': PointCloud2,
-    '/diagnostics': DiagnosticArray,
-}
-LATCHED = QoSProfile(depth=1, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
-
-# World poses of the stand-in's frames: (rotation about the optical y axis in rad, centre).
-# Frame 1 moved +1 along the first camera's optical z; frame 2 also turned.
-POSES = [(0.0, (0.0, 0.0, 0.0)), (0.0, (0.0, 0.0, 1.0)), (0.5, (0.3, -0.2, 1.5))]
-
-
-def rot_y(angle):
-    c, s = math.cos(angle), math.sin(angle)
-    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
-
-
-def known_depth(height, width):
-    v, u = np.mgrid[0:height, 0:width]
-    return (2.0 + 0.01 * u + 0.02 * v).astype(np.float32)
-
-
-def pose_encoding(index, height, width):
-    """The raw model output for frame `index`: camera-from-world t, quaternion xyzw, fovs."""
-    angle, centre = POSES[index % len(POSES)]
-    camera_from_world = rot_y(-angle)
-    t = -camera_from_world @ np.array(centre)
-    quaternion = (0.0, math.sin(-angle / 2), 0.0, math.cos(-angle / 2))
-    fov_h, fov_w = 2 * math.atan(height / 2 / FY), 2 * math.atan(width / 2 / FX)
-    return torch.tensor([*t, *quaternion, fov_h, fov_w], dtype=torch.float64)
-
-
-def known_source(index, height, width):
-    return pose_encoding(index, height, width), torch.from_numpy(known_depth(height, width))
-
-
-def expected_world_points(index):
-    """Where the known depth puts every pixel of frame `index`, in the optical world."""
-    angle, centre = POSES[index % len(POSES)]
-    depth = known_depth(HEIGHT, WIDTH)
-    v, u = np.mgrid[0:HEIGHT, 0:WIDTH]
-    camera = np.stack([(u - WIDTH / 2) * depth / FX, (v - HEIGHT / 2) * depth / FY, depth], -1)
-    return camera @ rot_y(angle).T + np.array(centre)
-
-
-def transform_matrix(transform):
-    q, t = transform.rotation, transform.translation
-    x, y, z, w = q.x, q.y, q.z, q.w
-    rotation = np.array(
-        [
-            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-        ]
-    )
-    return rotation, np.array([t.x, t.y, t.z])
-
-
-def rgb_image(seq, height=HEIGHT, width=WIDTH, encoding='rgb8', stamp=None):
-    pixels = np.random.default_rng(seq).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    header = Header(stamp=stamp or Time(sec=100 + seq, nanosec=seq), frame_id=CAMERA)
-    return messages.array_to_image(pixels, encoding, header)
-
-
-def stamp_of(message):
-    return (
-        message.transforms[0].header.stamp
-        if isinstance(message, TFMessage)
-        else (message.header.stamp)
-    )
-
-
-def diagnostic_values(message):
-    (status,) = message.status
-    return {kv.key: kv.value for kv in status.values}
-
-
-class Harness:
-    """A StreamNode and a peer node, spun by one executor in a background thread."""
-
-    def __init__(self, reconstructor, topics=TOPICS, **overrides):
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        overrides.setdefault('diagnostics_period', 0.1)
-        self.node = StreamNode(
-            reconstructor=reconstructor,
-            context=self.context,
-            parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()],
-        )
-        self.peer = rclpy.create_node('vggt_test_peer', context=self.context)
-        self.received = defaultdict(list)
-        self._lock = threading.Lock()
-        self.executor = SingleThreadedExecutor(context=self.context)
-        for node in (self.node, self.peer):
-            self.executor.add_node(node)
-        self._spinner = threading.Thread(target=self.executor.spin, daemon=True)
-        self._spinner.start()
-        self.images = self.peer.create_publisher(Image, 'image', 10)
-        self.compressed = self.peer.create_publisher(CompressedImage, 'image/compressed', 10)
-        subscriptions = [
-            self.peer.create_subscription(
-                kind,
-                topic,
-                lambda msg, topic=topic: self._store(topic, msg),
-                LATCHED if topic.endswith('/map') else 10,
-            )
-            for topic, kind in topics.items()
-        ]
-        # Outputs are computed only for matched subscribers: wait for every match first.
-        self.wait(lambda: all(s.get_publisher_count() for s in subscriptions), 'outputs matched')
-
-    def _store(self, topic, message):
-        with self._lock:
-            self.received[topic].append(message)
-
-    def messages(self, topic):
-        with self._lock:
-            return list(self.received[topic])
-
-    def wait(self, condition, what, timeout=TIMEOUT):
-        deadline = time.monotonic() + timeout
-        while not condition():
-            assert time.monotonic() < deadline, f'timed out waiting for {what}'
-            time.sleep(0.01)
-
-    def wait_for(self, topic, stamp):
-        """The message on `topic` stamped `stamp`, waiting for it."""
-        found = []
-
-        def arrived():
-            found[:] = [m for m in self.messages(topic) if stamp_of(m) == stamp]
-            return found
-
-        self.wait(arrived, f'{topic} at {stamp}')
-        return found[-1]
-
-    def send(self, message, wait_topic='/tf'):
-        """Publish an image; with a wait_topic, return what arrives there for its stamp."""
-        publisher = self.compressed if isinstance(message, CompressedImage) else self.images
-        self.wait(lambda: publisher.get_subscription_count(), 'the node to subscribe')
-        publisher.publish(message)
-        return self.wait_for(wait_topic, message.header.stamp) if wait_topic else None
-
-    def diagnostics(self, condition=lambda values: True, since=0):
-        """The newest /diagnostics values that satisfy `condition`, from message `since` on."""
-
-        def newest():
-            matching = [diagnostic_values(m) for m in self.messages('/diagnostics')[since:]]
-            matching = [values for values in matching if condition(values)]
-            return matching[-1] if matching else None
-
-        self.wait(newest, '/diagnostics')
-        return newest()
-
-    def call(self, future):
-        self.wait(future.done, 'a response')
-        return future.result()
-
-    def close(self):
-        self.executor.shutdown()
-        self._spinner.join(timeout=TIMEOUT)
-        self.node.destroy_node()
-        self.peer.destroy_node()
-        rclpy.shutdown(context=self.context)
-
-
-@pytest.fixture
-def harness_factory():
-    harnesses = []
-
-    def make(source=known_source, reconstructor=None, topics=TOPICS, **overrides):
-        reconstructor = reconstructor or Reconstructor(StandInModel(source), image_width=WIDTH)
-        harnesses.append(Harness(reconstructor, topics, **overrides))
-        return harnesses[-1]
-
-    yield make
-    for harness in harnesses:
-        harness.close()
-
-
-@pytest.fixture
-def context():
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    yield context
-    rclpy.shutdown(context=context)
 
 
 def test_conventions_tf_depth_camera_info_and_clouds(harness_factory):
@@ -384,7 +195,7 @@ def test_reset_service_starts_a_new_world(harness_factory):
 def test_bad_images_are_skipped_and_publishing_continues(harness_factory):
     harness = harness_factory()
     unsupported = rgb_image(0)
-    unsupported.encoding = 'yuv422'
+    unsupported.encoding = 'yuv444'
     truncated = rgb_image(1)
     truncated.data = truncated.data[:100]
     for failures, bad in enumerate((unsupported, truncated), start=1):
@@ -393,9 +204,11 @@ def test_bad_images_are_skipped_and_publishing_continues(harness_factory):
     harness.send(rgb_image(3))
     values = harness.diagnostics(lambda values: values['processed'] == '1')
     assert values['failed'] == '2' and values['received'] == '3'
+    assert values['failed: unsupported encoding'] == values['failed: corrupt image'] == '1'
+    assert 'corrupt' in values['last error']
 
 
-def test_a_model_failure_resets_and_the_stream_goes_on(harness_factory):
+def test_a_model_failure_skips_the_frame_and_keeps_the_world(harness_factory):
     failures = []
 
     def failing_once(index, height, width):
@@ -407,10 +220,13 @@ def test_a_model_failure_resets_and_the_stream_goes_on(harness_factory):
     harness = harness_factory(source=failing_once)
     harness.send(rgb_image(0))
     harness.send(rgb_image(1), wait_topic=None)
-    assert harness.diagnostics(lambda values: values['failed'] == '1')['resets'] == '1'
-    # The next frame anchors a new world; the one after it moves on from there.
-    assert harness.send(rgb_image(2)).transforms[0].transform.translation.z == pytest.approx(0.0)
-    assert harness.send(rgb_image(3)).transforms[0].transform.translation.z == pytest.approx(1.0)
+    values = harness.diagnostics(lambda values: values['failed'] == '1')
+    assert values['resets'] == '0' and values['failed: model'] == '1'
+    assert 'out of memory, say' in values['last error']
+    # The step was undone: the next frame continues the world as if the failed one never came.
+    image = rgb_image(2)
+    assert harness.send(image).transforms[0].transform.translation.z == pytest.approx(1.0)
+    assert len(harness.wait_for(f'{NS}/path', image.header.stamp).poses) == 2
 
 
 def test_compressed_input(harness_factory):

@@ -27,6 +27,7 @@ from nav_msgs.msg import Odometry, Path
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException
+from rclpy.logging import LoggingSeverity
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import (
@@ -41,12 +42,14 @@ from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
 from vggt_ros import images, messages, params
+from vggt_ros.continuity import RESET_REQUESTED, StreamContinuity
+from vggt_ros.frame_size import FrameSizeError, model_size
 from vggt_ros.latest_frame import LatestFrameSlot
 from vggt_ros.mapping import VoxelMap
 from vggt_ros.model import default_device
 from vggt_ros.outputs import FrameOutputs, OutputOptions
 from vggt_ros.reconstructor import FrameResult, Reconstructor
-from vggt_ros.stats import StreamStats, window_fill
+from vggt_ros.stats import KindThrottle, StreamStats, window_fill
 
 NODE_NAME = 'vggt_stream'
 FALLBACK_CAMERA_FRAME = 'vggt_camera_optical_frame'
@@ -68,10 +71,31 @@ class StartupError(RuntimeError):
     """The node cannot start: a parameter is invalid or the model cannot be loaded."""
 
 
+class FrameIdError(ValueError):
+    """The camera frame is the world frame: publishing it would make a frame its own parent."""
+
+    kind = 'frame id'
+
+
 @dataclass(frozen=True)
 class _Frame:
     msg: Image | CompressedImage
     received_at: float  # time.monotonic() when the callback stored it
+    received_ns: int  # the node's clock then (sim time under use_sim_time), for unstamped images
+
+
+def _floats_from_ints(parameters: list[Parameter]) -> list[Parameter]:
+    """Runtime sets store an integer given for a float parameter as that float (5 -> 5.0).
+
+    (Declaring skips this callback, so a start-up integer stays one on the parameter server;
+    the node's own values are coerced either way.)
+    """
+    return [
+        Parameter(p.name, value=params.coerce({p.name: p.value})[p.name])
+        if p.name in params.SPECS
+        else p
+        for p in parameters
+    ]
 
 
 def _descriptor(spec: params.ParameterSpec) -> ParameterDescriptor:
@@ -82,17 +106,23 @@ def _descriptor(spec: params.ParameterSpec) -> ParameterDescriptor:
         description=spec.description,
         additional_constraints='; '.join(limits),
         read_only=not spec.dynamic,
+        # A float parameter takes an integer too (conf_threshold:=5); it is stored as a float.
+        dynamic_typing=isinstance(spec.default, float),
     )
 
 
-def _decode(msg: Image | CompressedImage) -> np.ndarray:
+def _decode(msg: Image | CompressedImage, max_pixels: int) -> np.ndarray:
     if isinstance(msg, CompressedImage):
-        return images.compressed_to_rgb(msg)
-    return images.image_to_rgb(msg)
+        return images.compressed_to_rgb(msg, max_pixels)
+    return images.image_to_rgb(msg, max_pixels)
 
 
 def _nanoseconds(stamp: Time) -> int:
     return stamp.sec * 1_000_000_000 + stamp.nanosec
+
+
+def _stamp(nanoseconds: int) -> Time:
+    return Time(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
 
 
 class StreamNode(Node):
@@ -113,11 +143,10 @@ class StreamNode(Node):
             raise
         values = self._values
         self._stats = StreamStats()
+        self._throttle = KindThrottle(LOG_THROTTLE_S)
         self._slot: LatestFrameSlot[_Frame] = LatestFrameSlot()
-        self._reset_requested = threading.Event()
+        self._continuity = StreamContinuity()
         self._images_seen = 0  # by the callback, for frame_stride
-        self._last_size: tuple[int, int] | None = None
-        self._last_stamp_ns: int | None = None
         self._path: deque[PoseStamped] = deque(maxlen=values['path.max_length'])
         self._map = VoxelMap(values['map.voxel_size'], values['map.max_points'])
         self._output_scale = values['scale']  # the units of the path and map so far
@@ -134,6 +163,7 @@ class StreamNode(Node):
 
     def _declare_parameters(self) -> dict[str, Any]:
         # Registered first, so values from the command line or a params file are checked too.
+        self.add_pre_set_parameters_callback(_floats_from_ints)
         self.add_on_set_parameters_callback(self._check_parameters)
         try:
             declared = self.declare_parameters(
@@ -141,19 +171,24 @@ class StreamNode(Node):
             )
         except (InvalidParameterValueException, InvalidParameterTypeException) as error:
             raise StartupError(f'invalid parameter: {error}') from error
+        values = params.coerce({parameter.name: parameter.value for parameter in declared})
+        reason = params.validate_combination(values)
+        if reason:
+            raise StartupError(f'invalid parameters: {reason}')
         self.add_post_set_parameters_callback(self._apply_parameters)
-        return {parameter.name: parameter.value for parameter in declared}
+        return values
 
-    @staticmethod
-    def _check_parameters(parameters: list[Parameter]) -> SetParametersResult:
+    def _check_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
         ours = {p.name: p.value for p in parameters if p.name in params.SPECS}
         reason = params.validate(ours)
+        if reason is None and hasattr(self, '_values'):  # running: check the whole new set
+            reason = params.validate_combination({**self._values, **ours})
         return SetParametersResult(successful=reason is None, reason=reason or '')
 
     def _apply_parameters(self, parameters: list[Parameter]) -> None:
         # One new dict, swapped in whole: the worker reads one consistent snapshot per frame.
         changed = {p.name: p.value for p in parameters if p.name in params.SPECS}
-        self._values = {**self._values, **changed}
+        self._values = {**self._values, **params.coerce(changed)}
 
     def _load_reconstructor(self, values: dict[str, Any]) -> Reconstructor:
         checkpoint = values['checkpoint'] or None
@@ -208,14 +243,15 @@ class StreamNode(Node):
         self._stats.count('received')
         self._images_seen += 1
         if (self._images_seen - 1) % self._values['frame_stride']:
-            self._stats.count('skipped')
+            self._stats.skip('frame stride')
             return
-        if self._slot.put(_Frame(msg, time.monotonic())):
+        frame = _Frame(msg, time.monotonic(), self.get_clock().now().nanoseconds)
+        if self._slot.put(frame):
             self._stats.count('dropped')
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         # The worker resets before its next frame, so a reset never races a running step.
-        self._reset_requested.set()
+        self._continuity.request_reset()
         response.success = True
         response.message = 'the next frame starts a new world'
         return response
@@ -236,58 +272,90 @@ class StreamNode(Node):
             except Exception:  # noqa: BLE001 - one bad frame must not end the stream
                 if not self.context.ok():
                     return  # shutting down: the publishers are gone
-                self.get_logger().error(
-                    f'unexpected error on a frame, skipped:\n{traceback.format_exc()}',
-                    throttle_duration_sec=LOG_THROTTLE_S,
+                self._fail(
+                    'unexpected', f'unexpected error on a frame, skipped:\n{traceback.format_exc()}'
                 )
-                self._stats.count('failed')
 
     def _process(self, frame: _Frame) -> None:
+        """Decode and check the frame completely, then let the stream policy decide, then step."""
         values = self._values
-        if self._reset_requested.is_set():
-            self._reset_requested.clear()
-            self._reset('reset requested', warn=False)
+        header = frame.msg.header
         try:
-            rgb = _decode(frame.msg)
-        except ValueError as error:
-            self._stats.count('failed')
-            self.get_logger().warning(
-                f'skipping an image: {error}', throttle_duration_sec=LOG_THROTTLE_S
+            rgb = _decode(frame.msg, values['max_image_pixels'])
+            model_size(*rgb.shape[:2], self._reconstructor.image_width)
+            camera = self._camera_frame(header.frame_id, values)
+        except (images.ImageError, FrameSizeError, FrameIdError) as error:
+            self._fail(error.kind, f'skipping an image: {error}')
+            return
+        size = rgb.shape[:2]
+        admission = self._continuity.admit(
+            size, _nanoseconds(header.stamp), frame.received_ns, values['time_jump_tolerance']
+        )
+        if admission.warning:
+            self._log(LoggingSeverity.WARN, admission.warning)
+        if admission.skip:
+            self._stats.skip(admission.skip)
+            self._report(
+                admission.skip, LoggingSeverity.INFO, f'skipping a frame: {admission.skip}'
             )
             return
-        stamp_ns = _nanoseconds(frame.msg.header.stamp)
-        self._follow_stream(stamp_ns, rgb.shape[:2])
+        if admission.reset:
+            self._reset(admission.reset)
         self._sync_merging(values)
         try:
-            result = self._reconstructor.step(rgb, stamp_ns * 1e-9)
-        except Exception as error:  # noqa: BLE001 - the model failed on this frame only
-            self._stats.count('failed')
-            self.get_logger().error(
-                f'the model failed on a frame ({error!r}); starting a new world',
-                throttle_duration_sec=LOG_THROTTLE_S,
-            )
-            self._reset('model failure', warn=False)
+            result = self._reconstructor.step(rgb, admission.stamp_ns * 1e-9)
+        except Exception as error:  # noqa: BLE001 - the step is undone; the stream goes on
+            self._fail('model', f'the model failed on a frame, skipped it: {error!r}')
             return
-        self._publish(frame.msg.header, result, values)
+        self._continuity.processed(size, admission.stamp_ns)
+        stamped = Header(stamp=_stamp(admission.stamp_ns), frame_id=header.frame_id)
+        self._publish(stamped, camera, result, values)
         self._stats.frame_done(result.timings.get('model', float('nan')), frame.received_at)
 
-    def _follow_stream(self, stamp_ns: int, size: tuple[int, int]) -> None:
-        """Start a new world when the stream is not a continuation of the last frame."""
-        if self._last_size is not None and size != self._last_size:
-            self._reset(f'image size changed from {self._last_size} to {size}')
-        elif self._last_stamp_ns is not None and stamp_ns < self._last_stamp_ns:
-            self._reset(
-                f'time jumped backwards by {(self._last_stamp_ns - stamp_ns) * 1e-9:.3f} s '
-                '(a looping bag?)'
+    @staticmethod
+    def _camera_frame(frame_id: str, values: dict[str, Any]) -> str:
+        camera = values['camera_frame'] or frame_id or FALLBACK_CAMERA_FRAME
+        if camera == values['world_frame']:
+            raise FrameIdError(
+                f'the camera frame {camera!r} is world_frame: set camera_frame or world_frame'
             )
-        self._last_size, self._last_stamp_ns = size, stamp_ns
+        return camera
 
-    def _reset(self, reason: str, warn: bool = True) -> None:
-        log = self.get_logger().warning if warn else self.get_logger().info
-        log(f'{reason}: starting a new world')
+    def _reset(self, cause: str) -> None:
+        """Start a new world, saying why, once (never throttled: each reset loses the map)."""
+        requested = cause == RESET_REQUESTED
+        self._log(
+            LoggingSeverity.INFO if requested else LoggingSeverity.WARN,
+            f'{cause}: starting a new world',
+        )
         self._reconstructor.reset()
+        self._continuity.started_new_world()
         self._clear_history()
         self._stats.count('resets')
+
+    def _fail(self, kind: str, error: str) -> None:
+        self._stats.fail(kind, error)
+        self._report(
+            kind,
+            LoggingSeverity.ERROR if kind in ('model', 'unexpected') else LoggingSeverity.WARN,
+            error,
+        )
+
+    def _report(self, kind: str, severity: LoggingSeverity, text: str) -> None:
+        """Log `text`, throttled per kind so that distinct problems never hide each other."""
+        held = self._throttle.admit(kind)
+        if held is not None:
+            self._log(severity, f'{text} ({held} more of this kind held back)' if held else text)
+
+    def _log(self, severity: LoggingSeverity, text: str) -> None:
+        # rclpy fixes the severity of each call site: one call per severity, so it never raises.
+        logger = self.get_logger()
+        if severity == LoggingSeverity.ERROR:
+            logger.error(text)
+        elif severity == LoggingSeverity.WARN:
+            logger.warning(text)
+        else:
+            logger.info(text)
 
     def _clear_history(self) -> None:
         """Forget the path and the map: a new world, or new units."""
@@ -303,8 +371,9 @@ class StreamNode(Node):
 
     # Publishing -----------------------------------------------------------------------------
 
-    def _publish(self, image_header: Header, result: FrameResult, values: dict[str, Any]) -> None:
-        camera = values['camera_frame'] or image_header.frame_id or FALLBACK_CAMERA_FRAME
+    def _publish(
+        self, image_header: Header, camera: str, result: FrameResult, values: dict[str, Any]
+    ) -> None:
         camera_header = Header(stamp=image_header.stamp, frame_id=camera)
         world_header = Header(stamp=image_header.stamp, frame_id=values['world_frame'])
         if values['scale'] != self._output_scale:
