@@ -106,3 +106,98 @@ def test_misuse_is_reported():
         LayerKVCache(window=1)
     with pytest.raises(RuntimeError, match='new_frame'):
         LayerKVCache().extend(*frame(1, 0))
+
+
+def snapshot(cache):
+    return cache.spans, cache.num_tokens, cache.keys.clone(), cache.values.clone()
+
+
+def assert_restored(cache, before):
+    spans, tokens, keys, values = before
+    assert cache.spans == spans and cache.num_tokens == tokens
+    assert torch.equal(cache.keys, keys) and torch.equal(cache.values, values)
+
+
+def fill(sizes, window):
+    """A cache and its naive twin after frames of `sizes` tokens, each committed."""
+    cache, naive = LayerKVCache(window), []
+    for seed, tokens in enumerate(sizes):
+        if window is not None and len(naive) == window:
+            del naive[1]
+        naive.append(frame(tokens, seed))
+        cache.new_frame()
+        cache.extend(*naive[-1])
+        cache.commit()
+    return cache, naive
+
+
+def failed_frame(cache, parts):
+    """Open a frame, extend it by `parts` (token counts), then roll it back."""
+    cache.new_frame()
+    for i, tokens in enumerate(parts):
+        cache.extend(*frame(tokens, 1000 + i))
+    cache.rollback()
+
+
+@pytest.mark.parametrize(
+    ('window', 'sizes', 'parts'),
+    [
+        (3, [4, 4, 4, 4], [4]),  # equal frames: the last placed is moved into the evicted hole
+        (4, [6, 3, 1, 2, 2], [2]),  # the evicted frame (1) fits no other: all after it shift
+        (3, [5, 4, 2, 3], [2, 1]),  # a shift again, the failed frame built by two extends
+        (3, [5, 3, 3, 3, 3], [1, 1, 1]),  # extends overwrite the moved frame's old tokens
+        (2, [6, 2, 2], [2]),  # the evicted frame is the last placed: nothing moves
+        (3, [4, 4, 4], []),  # rolled back before any extend
+    ],
+    ids=['move', 'shift', 'shift-parts', 'move-parts', 'tail', 'no-extend'],
+)
+def test_rollback_after_eviction_restores_the_window(window, sizes, parts):
+    cache, naive = fill(sizes, window)
+    before, pointer, backup = snapshot(cache), cache.keys.data_ptr(), cache.backup_nbytes
+    failed_frame(cache, parts)
+    assert_restored(cache, before)
+    assert cache.keys.data_ptr() == pointer and cache.backup_nbytes == backup
+    for seed in range(2):  # the stream goes on as if the failed frame never came
+        del naive[1]
+        naive.append(frame(sizes[-1], 500 + seed))
+        cache.new_frame()
+        cache.extend(*naive[-1])
+        cache.commit()
+        assert_holds(cache, naive)
+
+
+def test_backup_is_one_frame_allocated_as_the_window_fills():
+    cache, _ = fill([4, 4], window=3)
+    assert cache.backup_nbytes == 0
+    cache.new_frame()
+    assert cache.backup_nbytes == 2 * HEADS * 4 * HEAD_DIM * 4  # fp32 keys and values
+    cache.extend(*frame(4, 2))
+    for seed in range(3, 8):
+        cache.commit()
+        cache.new_frame()
+        cache.extend(*frame(4 - seed % 2, seed))  # merged frames are smaller
+        assert cache.backup_nbytes == 2 * HEADS * 4 * HEAD_DIM * 4
+
+
+def test_rollback_without_window_drops_the_frame_and_growth_keeps_the_prefix():
+    cache, naive = fill([3, 3], window=None)
+    before = snapshot(cache)
+    failed_frame(cache, [3, 30])  # forces a reallocation mid-frame
+    assert_restored(cache, before)
+    naive.append(frame(3, 7))
+    cache.new_frame()
+    cache.extend(*naive[-1])
+    assert_holds(cache, naive)
+
+
+def test_commit_makes_rollback_a_no_op_and_new_frame_commits_the_open_one():
+    cache, naive = fill([2, 2, 2], window=3)
+    cache.rollback()
+    assert_holds(cache, naive)
+    opened = frame(2, 9)
+    cache.new_frame()
+    cache.extend(*opened)
+    cache.new_frame()  # commits the frame left open
+    cache.extend(*frame(2, 10))
+    cache.rollback()
+    assert_holds(cache, [naive[0], naive[2], opened])

@@ -5,6 +5,10 @@ frame), so attention over the cache is order-free: a frame's tokens may sit anyw
 buffer. Eviction therefore fills the hole of the evicted frame by moving one frame (the last
 placed) into it rather than shifting the whole window, and frames may hold different numbers of
 tokens (e.g. merged frames), at the cost of a shift when no frame fits the hole exactly.
+
+Each frame is a transaction: `new_frame()` remembers how to undo itself (the evicted frame is
+copied to a one-frame backup buffer), `commit()` forgets that, `rollback()` restores the cache
+exactly as it was before `new_frame()`. A session whose step fails part-way thus loses nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +26,16 @@ class _Span:
     length: int
 
 
+@dataclass
+class _Undo:
+    """How to return to the state before the open frame's `new_frame()`."""
+
+    spans: list[tuple[int, int]]
+    size: int
+    evicted: tuple[int, int] | None = None  # (start, length) the backup goes back to
+    moved: tuple[int, int, int] | None = None  # (src, dst, count) that reverses the eviction's move
+
+
 class LayerKVCache:
     """Keys and values of one attention layer over a stream of frames (batch 1).
 
@@ -29,7 +43,8 @@ class LayerKVCache:
     frame owning one contiguous span, and attention reads only that prefix (no padding, no mask).
     `window` = W keeps the first frame (the anchor) and the W - 1 most recent ones, the newest
     included: `new_frame()` evicts before the new frame is added. With a window the buffers are
-    allocated once, for W frames of the first frame's size; without one they grow by doubling.
+    allocated once, for W frames of the first frame's size, and so is the backup of one evicted
+    frame, as the window fills; without one they grow by doubling and nothing is evicted.
     """
 
     def __init__(self, window: int | None = None) -> None:
@@ -40,8 +55,10 @@ class LayerKVCache:
         self.window = window
         self._keys: Tensor | None = None
         self._values: Tensor | None = None
+        self._backup: tuple[Tensor, Tensor] | None = None
         self._spans: list[_Span] = []
         self._size = 0
+        self._undo: _Undo | None = None
 
     @property
     def num_frames(self) -> int:
@@ -57,8 +74,13 @@ class LayerKVCache:
 
     @property
     def nbytes(self) -> int:
-        """Bytes allocated, used or not."""
+        """Bytes of the key/value buffers, used or not (the backup is `backup_nbytes`)."""
         return 0 if self._keys is None else self._keys.nbytes + self._values.nbytes
+
+    @property
+    def backup_nbytes(self) -> int:
+        """Bytes kept to undo an eviction: one frame's keys and values, once the window fills."""
+        return 0 if self._backup is None else sum(buffer.nbytes for buffer in self._backup)
 
     @property
     def spans(self) -> list[tuple[int, int]]:
@@ -78,12 +100,40 @@ class LayerKVCache:
         """Forget all frames; the buffers stay allocated for the next stream."""
         self._spans.clear()
         self._size = 0
+        self._undo = None
 
     def new_frame(self) -> None:
-        """Open the next frame's span; if the window is full, evict the oldest non-anchor frame."""
-        if self.window is not None and len(self._spans) >= self.window:
-            self._evict_oldest()
+        """Open the next frame's span; if the window is full, evict the oldest non-anchor frame.
+
+        The previous frame, if still open, is committed. Nothing changes if this raises.
+        """
+        undo = _Undo(self.spans, self._size)
+        if self.window is not None and len(self._spans) == self.window - 1:
+            self._reserve_backup(max(span.length for span in self._spans))
+        elif self.window is not None and len(self._spans) == self.window:
+            self._evict_oldest(undo)
         self._spans.append(_Span(self._size, 0))
+        self._undo = undo
+
+    def commit(self) -> None:
+        """Keep the open frame: its undo record is dropped."""
+        self._undo = None
+
+    def rollback(self) -> None:
+        """Undo everything since the last `new_frame()` (a no-op after `commit()`): drop the open
+        frame's tokens and put the evicted frame back where it was. It allocates no tensor, so it
+        cannot fail for lack of memory; a reallocation by `extend()` kept the prefix it needs."""
+        undo, self._undo = self._undo, None
+        if undo is None:
+            return
+        if undo.moved is not None:
+            self._move(*undo.moved)
+        if undo.evicted is not None:
+            start, length = undo.evicted
+            for buffer, backup in zip((self._keys, self._values), self._backup, strict=True):
+                buffer[:, start : start + length] = backup[:, :length]
+        self._spans = [_Span(start, length) for start, length in undo.spans]
+        self._size = undo.size
 
     def extend(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Append k, v [1, heads, n, head_dim] to the open frame; return all valid keys and values.
@@ -115,27 +165,58 @@ class LayerKVCache:
             values[:, : self._size] = self.values
         self._keys, self._values = keys, values
 
-    def _evict_oldest(self) -> None:
-        """Drop the oldest frame but the anchor; fill its hole with the last-placed frame when that
-        fits exactly (one frame copied), else shift everything after the hole."""
-        gone = self._spans.pop(1)
+    def _reserve_backup(self, tokens: int) -> None:
+        """Room to copy an evicted frame of `tokens` tokens. Sized by the largest frame as the
+        window fills (a stream's frames share one size, merged ones are smaller), so in a session
+        it is allocated once, before the first eviction."""
+        if self._keys is None:
+            return
+        backup = self._backup
+        if backup is not None and backup[0].shape[1] >= tokens:
+            return
+        heads, _, head_dim = self._keys.shape
+        self._backup = tuple(self._keys.new_empty(heads, tokens, head_dim) for _ in range(2))
+
+    def _evict_oldest(self, undo: _Undo) -> None:
+        """Drop the oldest frame but the anchor, after copying it to the backup; fill its hole
+        with the last-placed frame when that fits exactly (one frame copied), else shift
+        everything after the hole. `undo` learns how to reverse both."""
+        gone = self._spans[1]
         hole_end = gone.start + gone.length
+        self._reserve_backup(gone.length)
+        if gone.length:
+            for buffer, backup in zip((self._keys, self._values), self._backup, strict=True):
+                backup[:, : gone.length] = buffer[:, gone.start : hole_end]
+            undo.evicted = (gone.start, gone.length)
         if hole_end < self._size:
             last = max(self._spans, key=lambda span: span.start)
             if last.length == gone.length:
                 self._move(last.start, gone.start, gone.length)
+                undo.moved = (gone.start, last.start, gone.length)
                 last.start = gone.start
             else:
                 self._move(hole_end, gone.start, self._size - hole_end)
+                undo.moved = (gone.start, hole_end, self._size - hole_end)
                 for span in self._spans:
                     if span.start > gone.start:
                         span.start -= gone.length
+        del self._spans[1]
         self._size -= gone.length
 
     def _move(self, src: int, dst: int, count: int) -> None:
-        for buffer in (self._keys, self._values):
-            chunk = buffer[:, src : src + count]
-            buffer[:, dst : dst + count] = chunk.clone() if abs(src - dst) < count else chunk
+        """Copy tokens [src, src + count) to [dst, dst + count) in both buffers, without
+        allocating: overlapping ranges go in chunks of |src - dst|, in the order that reads each
+        token before it is overwritten."""
+        step = abs(src - dst)
+        if not step:
+            return
+        offsets = range(0, count, step)
+        for offset in offsets if dst < src else reversed(offsets):
+            length = min(step, count - offset)
+            for buffer in (self._keys, self._values):
+                buffer[:, dst + offset : dst + offset + length] = buffer[
+                    :, src + offset : src + offset + length
+                ]
 
 
 class KVCache:
@@ -158,9 +239,22 @@ class KVCache:
     def nbytes(self) -> int:
         return sum(layer.nbytes for layer in self.layers)
 
+    @property
+    def backup_nbytes(self) -> int:
+        return sum(layer.backup_nbytes for layer in self.layers)
+
     def new_frame(self) -> None:
         for layer in self.layers:
             layer.new_frame()
+
+    def commit(self) -> None:
+        for layer in self.layers:
+            layer.commit()
+
+    def rollback(self) -> None:
+        """Every layer back to before its last new_frame(), including layers never extended."""
+        for layer in self.layers:
+            layer.rollback()
 
     def reset(self) -> None:
         for layer in self.layers:

@@ -279,8 +279,8 @@ class StreamSession:
 
     @property
     def cache_bytes(self) -> int:
-        """Bytes allocated by all key/value caches."""
-        return sum(cache.nbytes for cache in self._caches)
+        """Bytes allocated by all key/value caches, their eviction backups included."""
+        return sum(cache.nbytes + cache.backup_nbytes for cache in self._caches)
 
     def reset(self) -> None:
         """Forget all frames: the next becomes the anchor and world origin. Buffers are kept."""
@@ -291,14 +291,18 @@ class StreamSession:
 
     def _swap_global_cache(self, cache: KVCache) -> None:
         """Protected seam for the benchmark (vggt_ros.bench): put another cache with KVCache's
-        interface (new_frame, reset, num_frames, nbytes, [layer].extend) behind the global blocks,
-        e.g. a reference-style one, keeping the rest of the session's state."""
+        interface (new_frame, commit, rollback, reset, num_frames, nbytes, backup_nbytes,
+        [layer].extend) behind the global blocks, e.g. a reference-style one, keeping the rest of
+        the session's state."""
         self._caches[0] = self._tokens = cache
 
     @torch.inference_mode()
     def step(self, image: Tensor) -> dict[str, Tensor]:
         """image [3, H, W] in [0, 1] -> pose_enc [9], depth, depth_conf, world_points_conf [H, W],
-        world_points [H, W, 3], on the model's device. All frames of a stream share one size."""
+        world_points [H, W, 3], on the model's device. All frames of a stream share one size.
+
+        A step is all or nothing: if it raises (out of memory in a late block, say), every cache
+        is rolled back and the session is as before the call, as if the frame never came."""
         model = self.model
         if image.ndim != 3:
             raise ValueError(f'expected an image [3, H, W], got shape {tuple(image.shape)}')
@@ -308,6 +312,21 @@ class StreamSession:
             raise ValueError(
                 f"frame size {size} differs from this stream's {self._image_size}; reset() first"
             )
+        try:
+            out = self._run(image, size)
+        except BaseException:
+            for cache in self._caches:
+                cache.rollback()
+            raise
+        for cache in self._caches:
+            cache.commit()
+        self._image_size = size
+        self._frames_seen += 1
+        return {name: value[0] for name, value in out.items()}
+
+    def _run(self, image: Tensor, size: tuple[int, int]) -> dict[str, Tensor]:
+        """The frame through the model, its keys and values added to the caches uncommitted."""
+        model = self.model
         for cache in self._caches:
             cache.new_frame()
         images = image[None].to(model.device, torch.float32)
@@ -320,10 +339,7 @@ class StreamSession:
                 merger=partition,
                 merge_start=self._merging.merge_start if partition is not None else 0,
             )
-        out = model._predict(tokens, size, self._camera)
-        self._image_size = size
-        self._frames_seen += 1
-        return {name: value[0] for name, value in out.items()}
+        return model._predict(tokens, size, self._camera)
 
     def _partition(self, size: tuple[int, int]) -> FramePartition | None:
         """This frame's merging partition; None when merging is off or for the anchor frame,
