@@ -122,9 +122,14 @@ def test_pickle_that_runs_code_is_refused(tmp_path, zip_format):
     else:
         with open(path, 'wb') as f:
             pickle.dump(payload, f)
-    with pytest.raises(CheckpointError, match='cannot read checkpoint'):
+    with pytest.raises(CheckpointError, match='cannot read checkpoint') as err:
         load_state_dict_file(path)
     assert not marker.exists()
+    message = str(err.value)
+    assert 'weights_only=False' not in message
+    assert err.value.__cause__ is None  # torch's own message, which advises it, is not chained
+    assert 'not a plain state_dict' in message and 'you trust' in message
+    assert 'state_dict()' in message and 'save_file' in message  # how to convert a trusted one
 
 
 @pytest.mark.filterwarnings('ignore:Detected pickle protocol')

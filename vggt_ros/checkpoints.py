@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import re
 import zipfile
 from collections.abc import Mapping
@@ -106,6 +107,9 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, Tensor]:
         raise CheckpointError(f'checkpoint file not found: {path}')
     try:
         raw = _read_safetensors(path) if path.suffix == '.safetensors' else _read_torch(path)
+    except pickle.UnpicklingError as exc:
+        # `from None`: torch's message advises turning the protection off, which we never do.
+        raise CheckpointError(_refused_message(path, exc)) from None
     except Exception as exc:  # a foreign file can fail to parse in many ways; all mean "unreadable"
         raise CheckpointError(
             f'cannot read checkpoint {path}: {_first_line(exc)}. Expected a state_dict saved with '
@@ -113,6 +117,22 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, Tensor]:
             f'and plain containers) are refused.'
         ) from exc
     return _normalise(raw, path)
+
+
+def _refused_message(path: Path, exc: pickle.UnpicklingError) -> str:
+    """Why torch's code-free unpickler refused the file, without torch's advice to disable it."""
+    lines = (line.strip().rstrip('.') for line in str(exc).splitlines())
+    reasons = [line for line in lines if line and 'weights' not in line.lower()]
+    reason = f' ({"; ".join(reasons)})' if reasons else ''
+    return (
+        f'cannot read checkpoint {path}: it is not a plain state_dict (named tensors in plain '
+        f'containers only), so the code-free loader refused it{reason}. It may hold code, or not '
+        f'be a torch file at all. If it is a checkpoint you trust, convert it yourself, outside '
+        f'this node: in a Python session of your own, unpickle it once with the full '
+        f'(code-running) torch.load, then save only its tensors, e.g. '
+        f'torch.save(model.state_dict(), "weights.pth") or '
+        f'safetensors.torch.save_file(state_dict, "weights.safetensors"), and pass that file.'
+    )
 
 
 def _read_torch(path: Path) -> object:
