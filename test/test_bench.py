@@ -150,6 +150,7 @@ def test_main_writes_json_and_markdown(tmp_path, capsys):
         + ['--tiny-repeats', '2', '--warmup', '0', '--out', str(tmp_path)]
         + ['--block-size', '28x42', '--block-repeats', '1', '--merge-windows', '2', '32']
         + ['--memory-frames', '64', '--node-frames', '1', '--gpu-frames', '1']
+        + ['--chaos-frames', '60']
     )
     report = json.loads((tmp_path / 'bench.json').read_text())
     assert [result['preset'] for result in report['results']] == ['tiny']
@@ -161,8 +162,13 @@ def test_main_writes_json_and_markdown(tmp_path, capsys):
     assert markdown == bench.markdown(report)
     assert markdown in capsys.readouterr().out
     headings = ('## 1.', '## 2.', '## 3.', '## 4.', '## 5.', '(a) ', '(b) ', 'Target at window 32')
-    headings += ('(d)/(a)', '## 6.', '## 7.', '## 8.', '## 9.')
+    headings += ('(d)/(a)', '## 6.', '## 7.', '## 8.', '## 9.', '## 10.')
     assert all(heading in markdown for heading in headings)
+    chaos = report['chaos']
+    assert chaos['stuck_periods'] == 0 and chaos['counts']['received'] >= 60
+    counts = chaos['counts']
+    accounted = sum(counts[name] for name in ('processed', 'dropped', 'skipped', 'failed'))
+    assert counts['received'] == accounted and counts['failed'] > 0
 
 
 def test_bad_size_is_a_usage_error():

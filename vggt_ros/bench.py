@@ -73,6 +73,7 @@ DEFAULTS = dict(
     memory_frames=2000,
     node_frames=20,
     gpu_frames=30,
+    chaos_frames=10_000,
 )
 QUICK = dict(
     window=2,
@@ -87,6 +88,7 @@ QUICK = dict(
     memory_frames=400,
     node_frames=5,
     gpu_frames=10,
+    chaos_frames=500,
 )
 # The reference-style step must give our outputs: same keys, values and kernels (so far bitwise).
 EQUAL = dict(rtol=1e-5, atol=1e-6)
@@ -105,6 +107,7 @@ class ReferenceStyleLayer:
         self.rope = rope  # one frame's tables; tiled over all cached frames at each step
         self.keys = keys
         self.values = values
+        self._before: tuple[Tensor | None, Tensor | None] | None = None
 
     @property
     def num_frames(self) -> int:
@@ -114,11 +117,26 @@ class ReferenceStyleLayer:
     def nbytes(self) -> int:
         return 0 if self.keys is None else self.keys.nbytes + self.values.nbytes
 
+    @property
+    def backup_nbytes(self) -> int:
+        """Nothing is copied to undo a frame: torch.cat leaves the previous tensors intact."""
+        return 0
+
     def new_frame(self) -> None:
-        """Nothing to open: extend() concatenates the new frame."""
+        """Nothing to open (extend() concatenates the new frame); keep the tensors before it, so
+        rollback() drops what the frame appended."""
+        self._before = self.keys, self.values
+
+    def commit(self) -> None:
+        self._before = None
+
+    def rollback(self) -> None:
+        if self._before is not None:
+            self.keys, self.values = self._before
+        self._before = None
 
     def reset(self) -> None:
-        self.keys = self.values = None
+        self.keys = self.values = self._before = None
 
     def extend(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Append one frame's k, v [1, heads, P, head_dim]; return all keys and values."""
@@ -833,6 +851,16 @@ def gpu_frames_per_s(frames: int, size: tuple[int, int] = GPU_SIZE) -> dict[str,
     }
 
 
+def chaos_soak(model: StreamVGGT, frames: int, seed: int = 0) -> dict[str, Any]:
+    """Section 10: the node through bad frames, resets and parameter flips (bench_node); skipped,
+    and said so, where rclpy cannot be imported."""
+    try:
+        from vggt_ros import bench_node  # noqa: PLC0415 - needs rclpy
+    except ImportError as error:
+        return {'skipped': f'rclpy not importable: {error}'}
+    return bench_node.chaos_soak(model, frames, seed)
+
+
 def node_overhead(
     model: StreamVGGT, repeats: int, frames: int, results: list[dict[str, Any]]
 ) -> dict[str, Any]:
@@ -947,6 +975,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines += node_markdown(report['node'])
     lines += memory_markdown(report['memory'])
     lines += gpu_markdown(report['gpu'])
+    lines += chaos_markdown(report['chaos'])
     return '\n'.join(lines) + '\n'
 
 
@@ -1036,6 +1065,30 @@ def node_markdown(node: dict[str, Any]) -> list[str]:
         f'image published -> TF received {_ms(e2e["latency_s"])} ms, model '
         f'{_ms(e2e["model_s"])} ms, the rest (transport, decode, preprocessing, outputs) '
         f'{_ms(e2e["overhead_s"])} ms.',
+    ]
+
+
+def chaos_markdown(chaos: dict[str, Any]) -> list[str]:
+    """Section 10's figures, or why it was skipped."""
+    lines = ['', '## 10. Chaos soak through the node (real rclpy, tiny preset, window 16)', '']
+    if 'skipped' in chaos:
+        return [*lines, f'Skipped: {chaos["skipped"]}.']
+    counts, kinds = chaos['counts'], chaos['kinds']
+    height, width = chaos['image_size']
+    return [
+        *lines,
+        f'{chaos["frames"]} frames at {height}x{width}, 5% bad, a ~/reset every 500, a '
+        'parameter flip every 250, time looping back 30 s every 1000; each frame awaited.',
+        '',
+        f'- stuck periods (a frame unaccounted for after 5 s): {chaos["stuck_periods"]} '
+        f'(frames sent again: {chaos["resends"]})',
+        f'- wait per frame, ms: {_ms(chaos["wait_s"])}',
+        '- counts: ' + ', '.join(f'{name} {count}' for name, count in counts.items()),
+        '- by kind: ' + ', '.join(f'{name} {count}' for name, count in sorted(kinds.items())),
+        f'- RSS: {_mb(chaos["rss_first_last"][0])} -> {_mb(chaos["rss_first_last"][1])}, slope '
+        f'over the second half {chaos["rss_slope_bytes_per_frame"]:.3g} B/frame',
+        f'- distinct cache sizes after the window filled: '
+        f'{chaos["cache_bytes_distinct_after_fill"]}',
     ]
 
 
@@ -1221,6 +1274,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument('--memory-frames', type=int, help='section 8 stream length (2000)')
     parser.add_argument('--node-frames', type=int, help='section 7 end-to-end frames (20)')
     parser.add_argument('--gpu-frames', type=int, help='section 9 timed frames (30)')
+    parser.add_argument('--chaos-frames', type=int, help='section 10 chaos soak frames (10000)')
     parser.add_argument('--threads', type=int, help="torch threads (default: torch's own)")
     parser.add_argument('--seed', type=int, default=0, help='weights and images')
     args = parser.parse_args(argv)
@@ -1290,6 +1344,7 @@ def main(argv: list[str] | None = None) -> None:
         'node': node_overhead(tiny, args.tiny_repeats, args.node_frames, results),
         'memory': memory_growth(tiny, MEMORY_SIZE, MEMORY_WINDOW, args.memory_frames, args.seed),
         'gpu': gpu_frames_per_s(args.gpu_frames),
+        'chaos': chaos_soak(tiny, args.chaos_frames, args.seed),
         'results': results,
         'global_block': block,
         'block_merging': merging,

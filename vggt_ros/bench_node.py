@@ -20,7 +20,7 @@ from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 
 from vggt_ros import messages
-from vggt_ros.bench import stats, timed
+from vggt_ros.bench import rss_bytes, slope, stats, timed
 from vggt_ros.node import StreamNode
 from vggt_ros.outputs import FrameOutputs, OutputOptions
 from vggt_ros.reconstructor import FrameResult, Reconstructor
@@ -193,3 +193,105 @@ def end_to_end(reconstructor: RecordingReconstructor, size: tuple[int, int], fra
         'model_s': stats(model[1:]),
         'overhead_s': stats(overhead[1:]),
     }
+
+
+CHAOS_SIZE = (42, 70)  # the model's own size at image_width 70
+CHAOS_BAD_EVERY = 20  # 5% bad frames
+CHAOS_RSS_SAMPLES = 100
+CHAOS_RESET_EVERY, CHAOS_FLIP_EVERY, CHAOS_LOOP_EVERY = 500, 250, 1000
+CHAOS_STUCK_S = 5.0  # a frame not accounted for within this is a stuck period
+CHAOS_FLIPS = (
+    ('merging.enabled', True),
+    ('conf_threshold', 5),
+    ('merging.enabled', False),
+    ('scale', 2.0),
+    ('conf_threshold', 3.0),
+    ('scale', 1),
+)
+
+
+def _bad_frame(rgb: np.ndarray, header: Header, kind: int) -> Image:
+    """One of the bad-frame classes: unknown encoding, truncated, too small, huge header."""
+    message = messages.array_to_image(rgb[:1, :1] if kind == 2 else rgb, 'rgb8', header)
+    if kind == 0:
+        message.encoding = 'yuv444'
+    elif kind == 1:
+        message.data = message.data[:10]
+    elif kind == 3:
+        message.height = message.width = 100_000
+    return message
+
+
+def chaos_soak(model: Any, frames: int, seed: int = 0) -> dict[str, Any]:
+    """Section 10: `frames` through the node (tiny preset, window 16, real rclpy) with 5% bad
+    frames, a ~/reset every 500 frames, a parameter flip every 250 and a looping stamp every
+    1000. Each frame is awaited until the node has accounted for it: a frame not accounted for
+    within CHAOS_STUCK_S is a stuck period (and sent again, in case the best-effort middleware
+    lost it). RSS is sampled CHAOS_RSS_SAMPLES times."""
+    from std_srvs.srv import Trigger  # noqa: PLC0415 - with the other ROS imports' users
+
+    reconstructor = RecordingReconstructor(model, image_width=CHAOS_SIZE[1], window=16)
+    run = NodeRun(reconstructor, window_size=16, image_width=CHAOS_SIZE[1])
+    reset = run.peer.create_client(Trigger, 'vggt_stream/reset')
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (8, *CHAOS_SIZE, 3), dtype=np.uint8)
+    stats_ = run.node._stats
+    sent, stuck, resends, rss, waits = 0, 0, 0, [], []
+    stamp_s = 1_000
+    sample_every = max(1, frames // CHAOS_RSS_SAMPLES)
+    try:
+        run.wait(reset.service_is_ready, 'the reset service')
+        for index in range(frames):
+            if index and index % CHAOS_RESET_EVERY == 0:
+                future = reset.call_async(Trigger.Request())
+                run.wait(future.done, 'the reset response')
+            if index and index % CHAOS_FLIP_EVERY == 0:
+                name, value = CHAOS_FLIPS[(index // CHAOS_FLIP_EVERY) % len(CHAOS_FLIPS)]
+                run.node.set_parameters([Parameter(name, value=value)])
+            stamp_s = stamp_s - 30 if index % CHAOS_LOOP_EVERY == CHAOS_LOOP_EVERY - 1 else stamp_s
+            stamp_s += 0.05
+            header = Header(stamp=Time(sec=int(stamp_s), nanosec=round(stamp_s % 1 * 1e9)))
+            header.frame_id = 'camera'
+            rgb = images[index % len(images)]
+            bad = index % CHAOS_BAD_EVERY == CHAOS_BAD_EVERY // 2
+            message = (
+                _bad_frame(rgb, header, (index // CHAOS_BAD_EVERY) % 4)
+                if bad
+                else messages.array_to_image(rgb, 'rgb8', header)
+            )
+            started = time.perf_counter()
+            for attempt in range(3):
+                run.images.publish(message)
+                try:
+                    done = lambda target=sent + 1: _accounted(stats_, target)  # noqa: E731
+                    run.wait(done, 'a frame', CHAOS_STUCK_S)
+                    break
+                except TimeoutError:
+                    stuck += 1
+                    resends += attempt < 2
+            sent = stats_.snapshot().counts['received']
+            waits.append(time.perf_counter() - started)
+            if index % sample_every == 0:
+                rss.append(rss_bytes())
+        snapshot = stats_.snapshot()
+    finally:
+        run.close()
+    cache = [step['cache_bytes'] for step in reconstructor.steps]
+    return {
+        'frames': frames,
+        'image_size': list(CHAOS_SIZE),
+        'counts': snapshot.counts,
+        'kinds': snapshot.kinds,
+        'stuck_periods': stuck,
+        'resends': resends,
+        'wait_s': stats(waits),
+        'rss_first_last': [rss[0], rss[-1]],
+        'rss_slope_bytes_per_frame': slope(rss) / sample_every,
+        'cache_bytes_distinct_after_fill': len(set(cache[16:])),
+    }
+
+
+def _accounted(stats_: Any, received: int) -> bool:
+    counts = stats_.snapshot().counts
+    parts = counts['processed'] + counts['dropped'] + counts['skipped'] + counts['failed']
+    return counts['received'] >= received and counts['received'] == parts
