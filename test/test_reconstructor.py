@@ -40,13 +40,16 @@ def test_model_size(hw, image_width, expected):
     assert model_size(*hw, image_width=image_width) == expected
 
 
-@pytest.mark.parametrize('bad', [(10, 0, 518), (480, 640, 500), (480, 640, 0), (1, 10000, 518)])
+@pytest.mark.parametrize(
+    'bad',
+    [(10, 0, 518), (480, 640, 500), (480, 640, 0), (1, 10000, 518), (1, 1, 518), (30, 100, 56)],
+)
 def test_model_size_rejects(bad):
     with pytest.raises(ValueError):
         model_size(*bad[:2], image_width=bad[2])
 
 
-@pytest.mark.parametrize('hw', [(48, 64), (64, 48), (42, WIDTH), (30, 100)])
+@pytest.mark.parametrize('hw', [(48, 64), (64, 48), (42, WIDTH), (40, 100)])
 def test_preprocess_shape_and_range(recon, hw):
     image = recon.preprocess(random_rgb(*hw))
     assert image.dtype == torch.float32

@@ -125,8 +125,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec(
         'image_width',
         518,
-        'Width the model sees, a multiple of 14 (at least 28); the height follows the aspect ratio (rounded to '
-        'a multiple of 14, centre-cropped to at most the width). Smaller is faster, coarser.',
+        'Width the model sees, a multiple of 14 (at least 28); the height follows the aspect '
+        'ratio (rounded to a multiple of 14, centre-cropped to at most the width). Smaller is '
+        'faster, coarser.',
         check=_image_width,
     ),
     ParameterSpec(

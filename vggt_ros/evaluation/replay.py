@@ -16,10 +16,10 @@ from tqdm import tqdm
 
 from vggt_ros.evaluation.bag_io import read_messages, stamp_ns, topic_connections
 from vggt_ros.evaluation.ground_truth import Trajectory
+from vggt_ros.frame_size import model_size, resized_height
 from vggt_ros.images import compressed_to_rgb, depth_to_metres, image_to_rgb
 from vggt_ros.mapping import VoxelMap
 from vggt_ros.outputs import FrameOutputs, OutputOptions
-from vggt_ros.frame_size import model_size, resized_height
 from vggt_ros.reconstructor import FrameResult, Reconstructor
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
