@@ -143,7 +143,7 @@ def test_publish_switches_frame_stride_and_idle_outputs(harness_factory):
     listened = {topic: TOPICS[topic] for topic in ('/tf', f'{NS}/odometry', '/diagnostics')}
     harness = harness_factory(topics=listened)
     harness.send(rgb_image(0))
-    assert len(harness.node._map) == 0  # nobody listens on ~/map: nothing was accumulated
+    assert len(harness.node._pipeline.map) == 0  # nobody listens on ~/map: nothing was accumulated
     harness.node.set_parameters(
         [Parameter('publish_tf', value=False), Parameter('frame_stride', value=2)]
     )

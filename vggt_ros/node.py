@@ -42,13 +42,12 @@ from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
 from vggt_ros import images, messages, params
-from vggt_ros.continuity import RESET_REQUESTED, StreamContinuity
-from vggt_ros.frame_size import FrameSizeError, model_size
+from vggt_ros.continuity import RESET_REQUESTED
 from vggt_ros.latest_frame import LatestFrameSlot
-from vggt_ros.mapping import VoxelMap
 from vggt_ros.model import default_device
-from vggt_ros.outputs import FrameOutputs, OutputOptions
-from vggt_ros.reconstructor import FrameResult, Reconstructor
+from vggt_ros.outputs import FrameOutputs
+from vggt_ros.pipeline import StreamPipeline
+from vggt_ros.reconstructor import Reconstructor
 from vggt_ros.stats import KindThrottle, StreamStats, window_fill
 
 NODE_NAME = 'vggt_stream'
@@ -145,13 +144,10 @@ class StreamNode(Node):
         self._stats = StreamStats()
         self._throttle = KindThrottle(LOG_THROTTLE_S)
         self._slot: LatestFrameSlot[_Frame] = LatestFrameSlot()
-        self._continuity = StreamContinuity()
+        self._pipeline = StreamPipeline(self._reconstructor, values)
         self._images_seen = 0  # by the callback, for frame_stride
         self._path: deque[PoseStamped] = deque(maxlen=values['path.max_length'])
-        self._map = VoxelMap(values['map.voxel_size'], values['map.max_points'])
-        self._output_scale = values['scale']  # the units of the path and map so far
         self._next_map_publish = 0.0
-        self._merging: dict | None = None
         self._create_publishers()
         self._subscribe(values['image_transport'])
         self.create_service(Trigger, '~/reset', self._on_reset)
@@ -251,7 +247,7 @@ class StreamNode(Node):
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         # The worker resets before its next frame, so a reset never races a running step.
-        self._continuity.request_reset()
+        self._pipeline.request_reset()
         response.success = True
         response.message = 'the next frame starts a new world'
         return response
@@ -277,40 +273,38 @@ class StreamNode(Node):
                 )
 
     def _process(self, frame: _Frame) -> None:
-        """Decode and check the frame completely, then let the stream policy decide, then step."""
+        """Decode the frame, hand it to the pipeline, and publish or count what became of it."""
         values = self._values
         header = frame.msg.header
         try:
             rgb = _decode(frame.msg, values['max_image_pixels'])
-            model_size(*rgb.shape[:2], self._reconstructor.image_width)
             camera = self._camera_frame(header.frame_id, values)
-        except (images.ImageError, FrameSizeError, FrameIdError) as error:
+        except (images.ImageError, FrameIdError) as error:
             self._fail(error.kind, f'skipping an image: {error}')
             return
-        size = rgb.shape[:2]
-        admission = self._continuity.admit(
-            size, _nanoseconds(header.stamp), frame.received_ns, values['time_jump_tolerance']
+        outcome = self._pipeline.process(
+            rgb,
+            _nanoseconds(header.stamp),
+            frame.received_ns,
+            values,
+            update_map=self._wanted('map', values),
         )
-        if admission.warning:
-            self._log(LoggingSeverity.WARN, admission.warning)
-        if admission.skip:
-            self._stats.skip(admission.skip)
-            self._report(
-                admission.skip, LoggingSeverity.INFO, f'skipping a frame: {admission.skip}'
-            )
-            return
-        if admission.reset:
-            self._reset(admission.reset)
-        self._sync_merging(values)
-        try:
-            result = self._reconstructor.step(rgb, admission.stamp_ns * 1e-9)
-        except Exception as error:  # noqa: BLE001 - the step is undone; the stream goes on
-            self._fail('model', f'the model failed on a frame, skipped it: {error!r}')
-            return
-        self._continuity.processed(size, admission.stamp_ns)
-        stamped = Header(stamp=_stamp(admission.stamp_ns), frame_id=header.frame_id)
-        self._publish(stamped, camera, result, values)
-        self._stats.frame_done(result.timings.get('model', float('nan')), frame.received_at)
+        if outcome.warning:
+            self._log(LoggingSeverity.WARN, outcome.warning)
+        if outcome.reset:
+            self._log_reset(outcome.reset)
+        if outcome.history_cleared:
+            self._path.clear()
+        if outcome.status == 'skipped':
+            self._stats.skip(outcome.kind)
+            self._report(outcome.kind, LoggingSeverity.INFO, f'skipping a frame: {outcome.kind}')
+        elif outcome.status == 'failed':
+            prefix = '' if outcome.kind == 'model' else 'skipping an image: '
+            self._fail(outcome.kind, prefix + outcome.error)
+        else:
+            self._publish(_stamp(outcome.stamp_ns), camera, outcome.frame, values)
+            model_s = outcome.frame.result.timings.get('model', float('nan'))
+            self._stats.frame_done(model_s, frame.received_at)
 
     @staticmethod
     def _camera_frame(frame_id: str, values: dict[str, Any]) -> str:
@@ -321,16 +315,13 @@ class StreamNode(Node):
             )
         return camera
 
-    def _reset(self, cause: str) -> None:
-        """Start a new world, saying why, once (never throttled: each reset loses the map)."""
+    def _log_reset(self, cause: str) -> None:
+        """Say why the world restarted, once (never throttled: each reset loses the map)."""
         requested = cause == RESET_REQUESTED
         self._log(
             LoggingSeverity.INFO if requested else LoggingSeverity.WARN,
             f'{cause}: starting a new world',
         )
-        self._reconstructor.reset()
-        self._continuity.started_new_world()
-        self._clear_history()
         self._stats.count('resets')
 
     def _fail(self, kind: str, error: str) -> None:
@@ -357,41 +348,17 @@ class StreamNode(Node):
         else:
             logger.info(text)
 
-    def _clear_history(self) -> None:
-        """Forget the path and the map: a new world, or new units."""
-        self._path.clear()
-        self._map.clear()
-
-    def _sync_merging(self, values: dict[str, Any]) -> None:
-        """Hand a changed merging.* setting to the model, between frames (no reset needed)."""
-        wanted = params.merging_options(values)
-        if wanted != self._merging:
-            self._reconstructor.set_merging(wanted)
-            self._merging = wanted
-
     # Publishing -----------------------------------------------------------------------------
 
     def _publish(
-        self, image_header: Header, camera: str, result: FrameResult, values: dict[str, Any]
+        self, stamp: Time, camera: str, frame: FrameOutputs, values: dict[str, Any]
     ) -> None:
-        camera_header = Header(stamp=image_header.stamp, frame_id=camera)
-        world_header = Header(stamp=image_header.stamp, frame_id=values['world_frame'])
-        if values['scale'] != self._output_scale:
-            self._clear_history()
-            self._output_scale = values['scale']
-        frame = FrameOutputs(
-            result,
-            OutputOptions(
-                conf_threshold=values['conf_threshold'],
-                scale=values['scale'],
-                world_axes=values['world_axes'],
-                decimation=values['points.decimation'],
-            ),
+        self._publish_pose(
+            frame.pose, Header(stamp=stamp, frame_id=values['world_frame']), camera, values
         )
-        self._publish_pose(frame.pose, world_header, camera, values)
-        self._publish_camera_data(frame, camera_header, values)
+        self._publish_camera_data(frame, Header(stamp=stamp, frame_id=camera), values)
         if self._wanted('map', values):
-            self._update_map(frame, world_header)
+            self._publish_map(Header(stamp=stamp, frame_id=values['world_frame']))
 
     def _publish_pose(
         self, pose: np.ndarray, header: Header, camera: str, values: dict[str, Any]
@@ -425,14 +392,15 @@ class StreamNode(Node):
         if self._wanted('points', values):
             self._pub['points'].publish(messages.points_to_cloud(*frame.cloud(), header))
 
-    def _update_map(self, frame: FrameOutputs, header: Header) -> None:
-        self._map.insert(*frame.world_points())
+    def _publish_map(self, header: Header) -> None:
+        """The accumulated map, every map.period seconds."""
+        voxels = self._pipeline.map
         now = time.monotonic()
-        if now < self._next_map_publish or not len(self._map):
+        if now < self._next_map_publish or not len(voxels):
             return
         self._next_map_publish = now + self._values['map.period']
         self._pub['map'].publish(
-            messages.points_to_cloud(self._map.points[None], self._map.colours[None], header)
+            messages.points_to_cloud(voxels.points[None], voxels.colours[None], header)
         )
 
     def _publish_diagnostics(self) -> None:
@@ -450,7 +418,7 @@ class StreamNode(Node):
             values={
                 **snapshot.as_values(),
                 'window': window_fill(reconstructor.frame_index, values['window_size']),
-                'merging': 'on' if self._merging else 'off',
+                'merging': 'on' if self._pipeline.merging else 'off',
                 'device': str(reconstructor.device),
                 'preset': values['preset'],
                 'image_width': values['image_width'],

@@ -1,0 +1,84 @@
+"""The stream pipeline without ROS: what the node publishes and the evaluator scores."""
+
+import numpy as np
+import pytest
+from node_harness import HEIGHT, WIDTH, known_source
+from standin_model import StandInModel
+
+from vggt_ros import params
+from vggt_ros.pipeline import StreamPipeline
+from vggt_ros.reconstructor import Reconstructor
+
+SECOND = 1_000_000_000
+VALUES = {**params.DEFAULTS, 'conf_threshold': 0.0}
+
+
+def pipeline(source=known_source, **values):
+    reconstructor = Reconstructor(StandInModel(source), image_width=WIDTH)
+    return StreamPipeline(reconstructor, {**VALUES, **values})
+
+
+def frame(height=HEIGHT, width=WIDTH, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def z(outcome):
+    return outcome.frame.pose[2, 3]
+
+
+def test_frames_continue_the_world_and_fill_the_map():
+    stream = pipeline()
+    outcomes = [stream.process(frame(), (1 + i) * SECOND, 0, VALUES) for i in range(2)]
+    assert [o.status for o in outcomes] == ['processed'] * 2
+    assert [z(o) for o in outcomes] == pytest.approx([0.0, 1.0])
+    assert len(stream.map) > 0 and not any(o.history_cleared for o in outcomes)
+
+
+def test_a_frame_too_small_fails_before_the_policy_sees_it():
+    stream = pipeline()
+    stream.process(frame(), SECOND, 0, VALUES)
+    small = stream.process(frame(HEIGHT, 10), 2 * SECOND, 0, VALUES)
+    assert (small.status, small.kind, small.reset) == ('failed', 'image too small', None)
+    assert z(stream.process(frame(), 3 * SECOND, 0, VALUES)) == pytest.approx(1.0)
+
+
+def test_a_model_failure_is_undone_and_keeps_the_map():
+    failed = []
+
+    def failing_once(index, height, width):
+        if index == 1 and not failed:
+            failed.append(index)
+            raise RuntimeError('out of memory')
+        return known_source(index, height, width)
+
+    stream = pipeline(failing_once)
+    stream.process(frame(), SECOND, 0, VALUES)
+    points = len(stream.map)
+    outcome = stream.process(frame(), 2 * SECOND, 0, VALUES)
+    assert (outcome.status, outcome.kind) == ('failed', 'model')
+    assert 'out of memory' in outcome.error and not outcome.history_cleared
+    assert len(stream.map) == points
+    assert z(stream.process(frame(), 3 * SECOND, 0, VALUES)) == pytest.approx(1.0)
+
+
+def test_new_units_clear_the_history_without_a_reset():
+    stream = pipeline()
+    stream.process(frame(), SECOND, 0, VALUES)
+    doubled = stream.process(frame(), 2 * SECOND, 0, {**VALUES, 'scale': 2.0})
+    assert doubled.history_cleared and doubled.reset is None
+    assert z(doubled) == pytest.approx(2.0)
+
+
+def test_resets_skips_and_merging_follow_the_values():
+    stream = pipeline()
+    stream.process(frame(), 10 * SECOND, 0, VALUES)
+    late = stream.process(frame(), 10 * SECOND - 1, 0, VALUES)
+    assert (late.status, late.kind) == ('skipped', 'out-of-order stamp')
+    looped = stream.process(frame(), SECOND, 0, VALUES)
+    assert looped.reset and looped.history_cleared and z(looped) == pytest.approx(0.0)
+    merged = {**VALUES, 'merging.enabled': True}
+    stream.process(frame(), 2 * SECOND, 0, merged)
+    assert stream.merging and stream.reconstructor.session.merging is not None
+    stream.request_reset()
+    assert stream.process(frame(), 3 * SECOND, 0, VALUES).reset == 'reset requested on ~/reset'
+    assert not stream.merging

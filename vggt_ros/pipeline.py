@@ -1,0 +1,147 @@
+"""The stream pipeline: one decoded camera frame in, what to publish out (no ROS).
+
+The node and the bag evaluator both run frames through a StreamPipeline, so the evaluator scores
+exactly what the robot runs: the same size checks, stream-continuity policy (resets, repeated and
+out-of-order stamps), merging switch, scale and world axes, and voxel map. The node only turns
+messages into arrays and outcomes into messages; `history_cleared` tells it when the path it
+publishes starts again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from vggt_ros import params
+from vggt_ros.continuity import StreamContinuity
+from vggt_ros.frame_size import FrameSizeError, model_size
+from vggt_ros.mapping import VoxelMap
+from vggt_ros.outputs import FrameOutputs, OutputOptions
+from vggt_ros.reconstructor import Reconstructor
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one frame.
+
+    status: 'processed', 'skipped' (on purpose) or 'failed' (it could not be used).
+    kind: why it was skipped or failed ('repeated stamp', 'image too small', 'model', ...).
+    error: the failure's message. reset: why the world restarted before this frame, if it did.
+    warning: something to tell the user once. history_cleared: the path and map were cleared.
+    frame: the outputs of a processed frame, stamped `stamp_ns`.
+    """
+
+    status: str
+    stamp_ns: int = 0
+    kind: str = ''
+    error: str = ''
+    reset: str | None = None
+    warning: str | None = None
+    history_cleared: bool = False
+    frame: FrameOutputs | None = None
+
+
+class StreamPipeline:
+    """Frames through the Reconstructor under the stream policy, with a voxel map.
+
+    `values` are the node's parameters (vggt_ros.params); those that change at runtime are passed
+    to every `process` call, so a parameter set takes effect on the next frame.
+    """
+
+    def __init__(self, reconstructor: Reconstructor, values: Mapping[str, Any]) -> None:
+        self.reconstructor = reconstructor
+        self.continuity = StreamContinuity()
+        self.map = VoxelMap(values['map.voxel_size'], values['map.max_points'])
+        self._scale = values['scale']  # the units of the path and the map so far
+        self._merging = params.merging_options(values)
+        reconstructor.set_merging(self._merging)
+
+    def request_reset(self) -> None:
+        """Start a new world before the next frame (any thread)."""
+        self.continuity.request_reset()
+
+    def process(
+        self,
+        rgb: np.ndarray,
+        stamp_ns: int,
+        received_ns: int,
+        values: Mapping[str, Any],
+        *,
+        update_map: bool = True,
+    ) -> Outcome:
+        """One decoded HxWx3 uint8 frame through the policy and the model."""
+        try:
+            model_size(*rgb.shape[:2], self.reconstructor.image_width)
+        except FrameSizeError as error:
+            return Outcome('failed', kind=error.kind, error=str(error))
+        size = rgb.shape[:2]
+        admission = self.continuity.admit(
+            size, stamp_ns, received_ns, values['time_jump_tolerance']
+        )
+        stamp_ns, warning = admission.stamp_ns, admission.warning
+        if admission.skip:
+            return Outcome('skipped', stamp_ns, kind=admission.skip, warning=warning)
+        if admission.reset:
+            self._new_world()
+        self._sync_merging(values)
+        try:
+            result = self.reconstructor.step(rgb, stamp_ns * 1e-9)
+        except Exception as error:  # noqa: BLE001 - the step is undone; the stream goes on
+            return Outcome(
+                'failed',
+                stamp_ns,
+                kind='model',
+                error=f'the model failed on a frame, skipped it: {error!r}',
+                reset=admission.reset,
+                warning=warning,
+                history_cleared=admission.reset is not None,
+            )
+        self.continuity.processed(size, stamp_ns)
+        rescaled = values['scale'] != self._scale
+        if rescaled:  # new units: what was accumulated in the old ones goes
+            self._clear_history()
+            self._scale = values['scale']
+        frame = FrameOutputs(result, output_options(values))
+        if update_map:
+            self.map.insert(*frame.world_points())
+        return Outcome(
+            'processed',
+            stamp_ns,
+            reset=admission.reset,
+            warning=warning,
+            history_cleared=admission.reset is not None or rescaled,
+            frame=frame,
+        )
+
+    def _new_world(self) -> None:
+        self.reconstructor.reset()
+        self.continuity.started_new_world()
+        self._clear_history()
+
+    def _clear_history(self) -> None:
+        self.map.clear()
+
+    def _sync_merging(self, values: Mapping[str, Any]) -> None:
+        """Hand a changed merging.* setting to the model, between frames (no reset needed)."""
+        wanted = params.merging_options(values)
+        if wanted != self._merging:
+            self.reconstructor.set_merging(wanted)
+            self._merging = wanted
+
+    @property
+    def merging(self) -> bool:
+        return self._merging is not None
+
+
+def output_options(values: Mapping[str, Any]) -> OutputOptions:
+    """How the parameters shape a frame's published outputs."""
+    return OutputOptions(
+        conf_threshold=values['conf_threshold'],
+        scale=values['scale'],
+        world_axes=values['world_axes'],
+        decimation=values['points.decimation'],
+    )
+
