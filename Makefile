@@ -2,7 +2,7 @@
 VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 SETUP_STAMP := $(VENV)/.vggt_ros-setup
-SETUP_INPUTS := tools/setup_env.sh $(wildcard requirements/*.txt) $(wildcard interfaces/tf2_msgs/*) \
+SETUP_INPUTS := tools/setup_env.sh setup.py setup.cfg $(wildcard requirements/*.txt) $(wildcard interfaces/tf2_msgs/*) \
 	$(wildcard interfaces/tf2_msgs/msg/*)
 
 .PHONY: setup test demo bench lint clean

@@ -83,7 +83,13 @@ else
   generate_tf2_msgs
 fi
 
+# The package itself, editable: the checkout stays the source, the venv gets the console scripts
+# (vggt-eval, vggt-synth, vggt-bench, stream_node) in its bin/.
+log "installing vggt_ros (editable) into $venv"
+"$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
+  --no-build-isolation -e "$root"
+
 touch "$venv/COLCON_IGNORE"  # keep colcon from treating the venv's share/ as packages
-"$venv/bin/python" -c 'import rclpy, sensor_msgs.msg, tf2_msgs.msg, torch' \
+(cd / && "$venv/bin/python" -c 'import rclpy, sensor_msgs.msg, tf2_msgs.msg, torch, vggt_ros') \
   || { log "environment check failed"; exit 1; }
 log "ready: $venv"
