@@ -212,6 +212,17 @@ def test_transform_of_a_quarter_turn():
     assert np.allclose((q.x, q.y, q.z, q.w), QUARTER_TURN_Z_XYZW)
 
 
+def test_quaternions_keep_a_non_negative_real_part():
+    # q and -q are one rotation; w >= 0 (as the model's rotation_to_quat) keeps messages stable.
+    pose = np.eye(4)
+    for angle in (0.5, 2.0, 3.0, -3.0, 4.0):
+        c, s = np.cos(angle), np.sin(angle)
+        pose[:3, :3] = [[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]
+        q = messages.matrix_to_pose(pose).orientation
+        half = np.arctan2(s, c) / 2
+        assert np.allclose((q.x, q.y, q.z, q.w), (0.0, 0.0, np.sin(half), np.cos(half)))
+
+
 def test_odometry_carries_the_pose():
     odom = messages.matrix_to_odometry(WORLD_FROM_CAMERA, STAMP, 'vggt_world', 'cam')
     assert (odom.header.frame_id, odom.child_frame_id) == ('vggt_world', 'cam')

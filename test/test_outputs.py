@@ -2,7 +2,9 @@
 
 import numpy as np
 import pytest
+import torch
 
+from vggt_ros.model.geometry import depth_to_camera_points
 from vggt_ros.outputs import BODY_FROM_OPTICAL, FrameOutputs, OutputOptions, scaled_pose
 from vggt_ros.reconstructor import FrameResult
 
@@ -77,6 +79,17 @@ def test_camera_points_unproject_the_published_depth():
     d = depth[v, u]
     expected = [(u - K[0, 2]) * d / K[0, 0], (v - K[1, 2]) * d / K[1, 1], d]
     assert out.camera_points[v, u] == pytest.approx(expected)
+
+
+def test_camera_points_match_the_model_unprojection():
+    # The numpy unprojection must not drift from the model's torch one (same pixel convention).
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(0.1, 50.0, (H, W)).astype(np.float32)
+    confidence = rng.uniform(0.0, 2.0, (H, W)).astype(np.float32)
+    out = FrameOutputs(frame(depth=depth, confidence=confidence), OutputOptions(1.0, scale=0.7))
+    expected = depth_to_camera_points(torch.from_numpy(out.depth), torch.from_numpy(K)).numpy()
+    assert out.camera_points.dtype == np.float32
+    np.testing.assert_allclose(out.camera_points, expected, rtol=1e-6, equal_nan=True)
 
 
 def test_cloud_is_decimated_and_keeps_invalid_points_as_nan():

@@ -11,11 +11,11 @@ import array
 from collections.abc import Mapping
 
 import numpy as np
-import torch
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Pose, Quaternion, Transform, TransformStamped, Vector3
 from nav_msgs.msg import Odometry
+from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
@@ -23,7 +23,6 @@ from vggt_ros.images import (
     IMAGE_ENCODINGS,
     unsupported_encoding,
 )
-from vggt_ros.model.geometry import rotation_to_quat
 
 # x, y, z, rgb: four float32 fields, rgb packed as 0x00RRGGBB reinterpreted as float32,
 # the layout rviz2 and PCL read.
@@ -113,8 +112,9 @@ def cloud_to_arrays(msg: PointCloud2) -> tuple[np.ndarray, np.ndarray]:
 
 def _pose_parts(matrix: np.ndarray) -> tuple[Vector3, Quaternion]:
     x, y, z = (float(v) for v in matrix[:3, 3])
-    rotation = torch.as_tensor(np.asarray(matrix[:3, :3], dtype=np.float64))
-    qx, qy, qz, qw = (float(v) for v in rotation_to_quat(rotation))
+    rotation = Rotation.from_matrix(np.asarray(matrix[:3, :3], dtype=np.float64))
+    # Scalar last like ROS; canonical (w >= 0) so one rotation always gives the same message.
+    qx, qy, qz, qw = (float(v) for v in rotation.as_quat(canonical=True))
     return Vector3(x=x, y=y, z=z), Quaternion(x=qx, y=qy, z=qz, w=qw)
 
 

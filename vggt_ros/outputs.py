@@ -13,9 +13,7 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-import torch
 
-from vggt_ros.model.geometry import depth_to_camera_points
 from vggt_ros.reconstructor import FrameResult
 
 WORLD_AXES = ('optical', 'ros')
@@ -107,9 +105,13 @@ class FrameOutputs:
         Unprojected from the published depth with the published intrinsics, so a consumer of
         ~/depth + ~/depth/camera_info (e.g. depth_image_proc) gets the very same points.
         """
-        depth = torch.from_numpy(self.depth)
-        K = torch.from_numpy(self.result.K)
-        return depth_to_camera_points(depth, K).numpy()
+        depth = self.depth
+        K = self.result.K.astype(np.float32, copy=False)
+        # Pixel (u, v) at integer coordinates, as the model's depth_to_camera_points.
+        v, u = np.indices(depth.shape, dtype=np.float32)
+        x = (u - K[0, 2]) * depth / K[0, 0]
+        y = (v - K[1, 2]) * depth / K[1, 1]
+        return np.stack((x, y, depth), axis=-1)
 
     def cloud(self) -> tuple[np.ndarray, np.ndarray]:
         """The organised cloud (points, colours), every `decimation`-th row and column."""

@@ -14,16 +14,15 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from rosbags.highlevel import AnyReader
 from rosbags.interfaces import Connection
 from rosbags.rosbag1 import Writer as Ros1Writer
 from rosbags.rosbag2 import StoragePlugin
 from rosbags.rosbag2 import Writer as Ros2Writer
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+from scipy.spatial.transform import Rotation
 
 from vggt_ros.images import IMAGE_ENCODINGS
-from vggt_ros.model.geometry import rotation_to_quat
 
 STORAGES = ('mcap', 'sqlite3', 'rosbag1')
 _ROS2_PLUGINS = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
@@ -224,9 +223,8 @@ class BagWriter:
     def tf(self, stamp: int, parent: str, child: str, parent_from_child: np.ndarray) -> object:
         """tf2_msgs/TFMessage holding the one transform parent -> child (a 4x4 matrix)."""
         x, y, z = parent_from_child[:3, 3]
-        qx, qy, qz, qw = rotation_to_quat(
-            torch.from_numpy(np.asarray(parent_from_child[:3, :3], float))
-        ).tolist()
+        rotation = Rotation.from_matrix(np.asarray(parent_from_child[:3, :3], dtype=np.float64))
+        qx, qy, qz, qw = rotation.as_quat(canonical=True).tolist()  # scalar last, as ROS
         transform = self.types['geometry_msgs/msg/Transform'](
             translation=self.types['geometry_msgs/msg/Vector3'](x=x, y=y, z=z),
             rotation=self.types['geometry_msgs/msg/Quaternion'](x=qx, y=qy, z=qz, w=qw),

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from rosbags.highlevel import AnyReader
+from scipy.spatial.transform import Rotation
 
 from vggt_ros.evaluation.bag_io import BagError, read_messages, stamp_ns, topic_connections
-from vggt_ros.model.geometry import quat_to_rotation, rotation_to_quat
 
 TF_TYPES = ('tf2_msgs/msg/TFMessage', 'tf/msg/tfMessage')
 TF_TOPICS = ('/tf', '/tf_static')
@@ -55,7 +54,7 @@ def make_trajectory(stamps: list[int], poses: list[np.ndarray], source: str) -> 
 def pose_matrix(translation: tuple[float, ...], quat_xyzw: tuple[float, ...]) -> np.ndarray:
     """4x4 from a translation and an XYZW quaternion (the ROS and TUM order)."""
     pose = np.eye(4)
-    pose[:3, :3] = quat_to_rotation(torch.tensor(quat_xyzw, dtype=torch.float64)).numpy()
+    pose[:3, :3] = Rotation.from_quat(np.asarray(quat_xyzw, dtype=np.float64)).as_matrix()
     pose[:3, 3] = translation
     return pose
 
@@ -166,7 +165,7 @@ def read_tum(path: str | os.PathLike) -> Trajectory:
 
 def write_tum(trajectory: Trajectory, path: str | os.PathLike) -> Path:
     """Write a trajectory in TUM format (evo_ape/evo_traj read it directly)."""
-    quats = rotation_to_quat(torch.from_numpy(trajectory.poses[:, :3, :3])).numpy()
+    quats = Rotation.from_matrix(trajectory.poses[:, :3, :3]).as_quat(canonical=True)
     rows = np.column_stack((trajectory.stamps / 1e9, trajectory.positions, quats))
     np.savetxt(path, rows, fmt='%.9f', header='timestamp tx ty tz qx qy qz qw')
     return Path(path)
