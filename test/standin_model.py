@@ -59,7 +59,5 @@ class StandInModel(torch.nn.Module):
     def device(self) -> torch.device:
         return self.anchor.device
 
-    def new_session(
-        self, window=None, camera_cache='official', merging=None, precision='auto'
-    ) -> StandInSession:
-        return StandInSession(self.source, merging)
+    def new_session(self, options=None, **fields) -> StandInSession:
+        return StandInSession(self.source, fields.get('merging', options and options.merging))

@@ -4,7 +4,8 @@ import torch
 
 from vggt_ros.checkpoints import load_model
 from vggt_ros.frame_size import model_size
-from vggt_ros.reconstructor import FrameResult, Reconstructor
+from vggt_ros.reconstructor import Reconstructor
+from vggt_ros.stream_types import HEADS, FrameResult
 
 WIDTH = 56  # small model resolution keeps the end-to-end tests fast
 
@@ -98,8 +99,6 @@ def test_step_end_to_end(recon):
     for name, shape, dtype in [
         ('depth', (h, w), np.float32),
         ('confidence', (h, w), np.float32),
-        ('world_points', (h, w, 3), np.float32),
-        ('world_points_conf', (h, w), np.float32),
         ('colours', (h, w, 3), np.uint8),
         ('world_from_camera', (4, 4), np.float64),
         ('camera_from_world', (4, 4), np.float64),
@@ -113,11 +112,28 @@ def test_step_end_to_end(recon):
     assert np.linalg.det(pose[:3, :3]) == pytest.approx(1.0)
     np.testing.assert_array_equal(pose[3], [0, 0, 0, 1])
     np.testing.assert_allclose(pose @ result.camera_from_world, np.eye(4), atol=1e-9)
+    # Nothing reads the point head's outputs downstream: it does not run unless asked for.
+    assert result.world_points is None and result.world_points_conf is None
     assert result.K[0, 2] == w / 2 and result.K[1, 2] == h / 2
     assert (result.depth > 0).all() and (result.confidence > 1).all()
     assert set(result.timings) == {'preprocess', 'model', 'postprocess'}
     assert all(t >= 0 for t in result.timings.values())
     assert recon.step(random_rgb(48, 64, seed=1)).frame_index == 1
+
+
+def test_the_point_head_runs_on_request_and_changes_nothing_else(recon):
+    rgb = random_rgb(48, 64)
+    options = recon.session.options
+    with_points = Reconstructor(recon.model, image_width=WIDTH, options=options, heads=HEADS)
+    asked, default = with_points.step(rgb), recon.step(rgb)
+    assert asked.world_points.shape == (42, WIDTH, 3) and asked.world_points_conf.shape == (
+        42,
+        WIDTH,
+    )
+    np.testing.assert_array_equal(asked.depth, default.depth)
+    np.testing.assert_array_equal(asked.pose_enc, default.pose_enc)
+    with pytest.raises(ValueError, match='camera and depth'):
+        Reconstructor(recon.model, image_width=WIDTH, heads=('camera', 'point'))
 
 
 def test_reset_starts_a_new_world(recon):

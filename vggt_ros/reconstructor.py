@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -21,30 +21,7 @@ from vggt_ros.frame_size import check_image_width, model_size, resized_height
 from vggt_ros.model import StreamVGGT
 from vggt_ros.model.geometry import invert_rigid, pose_encoding_to_extri_intri, to_homogeneous
 from vggt_ros.model.merging import MergingConfig
-
-
-@dataclass(frozen=True)
-class FrameResult:
-    """Everything the model says about one frame, as numpy arrays at model resolution (H, W).
-
-    Poses are in the world of the session (the first camera after a reset, OpenCV axes) and in the
-    model's normalised, non-metric scale.
-    """
-
-    frame_index: int
-    stamp: float | None
-    world_from_camera: np.ndarray  # 4x4 float64, the camera pose (inverse extrinsic)
-    camera_from_world: np.ndarray  # 4x4 float64, the extrinsic
-    K: np.ndarray  # 3x3 float64, principal point at (W/2, H/2)
-    depth: np.ndarray  # HxW float32, z-depth
-    confidence: np.ndarray  # HxW float32, depth confidence in (1, inf), higher is better
-    colours: np.ndarray  # HxWx3 uint8, the image the model saw
-    world_points: np.ndarray  # HxWx3 float32, from the point head
-    world_points_conf: np.ndarray  # HxW float32
-    pose_enc: np.ndarray  # 9 float32: t, quaternion xyzw, fov_h, fov_w
-    timings: dict[str, float] = field(
-        default_factory=dict
-    )  # seconds: preprocess, model, postprocess
+from vggt_ros.stream_types import RECONSTRUCTOR_HEADS, FrameResult, SessionOptions
 
 
 def check_rgb(rgb: np.ndarray) -> None:
@@ -67,19 +44,22 @@ class Reconstructor:
         model: StreamVGGT,
         *,
         image_width: int = 518,
-        window: int | None = None,
-        camera_cache: str = 'official',
-        merging: MergingConfig | Mapping[str, Any] | None = None,
-        precision: str = 'auto',
+        options: SessionOptions | None = None,
+        **fields: Any,
     ) -> None:
+        """`options` (default: the heads the outputs need, RECONSTRUCTOR_HEADS), with any
+        SessionOptions field overridden by `fields`."""
         check_image_width(image_width)
+        options = replace(options or SessionOptions(heads=RECONSTRUCTOR_HEADS), **fields)
+        if not {'camera', 'depth'} <= set(options.heads):
+            raise ValueError(
+                f'a Reconstructor needs the camera and depth heads, got {options.heads}'
+            )
         self.model = model
         self.image_width = image_width
         self.device = model.device
         # The session owns autocast (aggregator in bf16/fp16 on GPU, heads always fp32).
-        self.session = model.new_session(
-            window=window, camera_cache=camera_cache, merging=merging, precision=precision
-        )
+        self.session = model.new_session(options)
         self.frame_index = 0
 
     @classmethod
@@ -154,7 +134,9 @@ class Reconstructor:
         pose_enc = out['pose_enc'].detach().float().reshape(9).cpu()
         extrinsic, K = pose_encoding_to_extri_intri(pose_enc.double(), (height, width))
 
-        def hw(name: str, *trailing: int) -> np.ndarray:
+        def hw(name: str, *trailing: int) -> np.ndarray | None:
+            if name not in out:
+                return None
             return out[name].detach().float().reshape(height, width, *trailing).cpu().numpy()
 
         return FrameResult(

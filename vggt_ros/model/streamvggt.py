@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -24,9 +24,8 @@ from vggt_ros.model.merging import (
     as_merging_config,
     partition_frame,
 )
+from vggt_ros.stream_types import HEADS, PRECISIONS, SessionOptions
 
-PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
-CAMERA_CACHES = ('official', 'causal')
 HEAD_CHUNK = 8  # frames per dense-head call in forward_causal, to bound activation memory
 
 
@@ -140,26 +139,22 @@ class StreamVGGT(nn.Module):
         return self.aggregator.camera_token.device
 
     @torch.inference_mode()
-    def forward_causal(self, images: Tensor, precision: str = 'auto') -> dict[str, Tensor]:
+    def forward_causal(
+        self, images: Tensor, precision: str = 'auto', heads: tuple[str, ...] = HEADS
+    ) -> dict[str, Tensor]:
         """images [S, 3, H, W] in [0, 1] -> pose_enc [S, 9], depth, depth_conf, world_points_conf
-        [S, H, W], world_points [S, H, W, 3]; frame t sees frames 0..t only."""
+        [S, H, W], world_points [S, H, W, 3] (those of `heads`); frame t sees frames 0..t only."""
         if images.ndim != 4:
             raise ValueError(f'expected images [S, 3, H, W], got shape {tuple(images.shape)}')
         self._check_size(images.shape[1:])
         images = images.to(self.device, torch.float32)
         with _autocast(self.device, autocast_dtype(self.device, precision)):
             tokens = self.aggregator(images)
-        return self._predict(tokens, images.shape[-2:])
+        return self._predict(tokens, images.shape[-2:], heads)
 
-    def new_session(
-        self,
-        window: int | None = None,
-        camera_cache: str = 'official',
-        merging: MergingConfig | Mapping[str, Any] | None = None,
-        precision: str = 'auto',
-    ) -> StreamSession:
-        """A stream over this model; see StreamSession."""
-        return StreamSession(self, window, camera_cache, merging, precision)
+    def new_session(self, options: SessionOptions | None = None, **fields: Any) -> StreamSession:
+        """A stream over this model: `options`, with any SessionOptions field overridden."""
+        return StreamSession(self, replace(options or SessionOptions(), **fields))
 
     def compile_static_parts(self, **options) -> None:
         """torch.compile what has fixed shapes within a stream (DINO and frame blocks, dense heads);
@@ -184,35 +179,49 @@ class StreamVGGT(nn.Module):
         self,
         tokens: dict[int, Tensor],
         image_size: tuple[int, int],
+        heads: tuple[str, ...],
         camera_caches: list[KVCache] | None = None,
     ) -> dict[str, Tensor]:
-        """All heads, in fp32 with autocast off (as the reference); dense heads in frame chunks."""
+        """The heads asked for, in fp32 with autocast off (as the reference); dense heads in frame
+        chunks."""
+        out = {}
         with torch.autocast(self.device.type, enabled=False):
             tokens = {layer: t.float() for layer, t in tokens.items()}
-            pose_enc = self.camera_head(tokens[self.config.depth - 1], camera_caches)
-            frames = [slice(i, i + HEAD_CHUNK) for i in range(0, len(pose_enc), HEAD_CHUNK)]
-            chunks = [self._dense(tokens, chunk, image_size) for chunk in frames]
-        dense = {name: torch.cat([chunk[name] for chunk in chunks]) for name in chunks[0]}
-        return {'pose_enc': pose_enc, **dense}
+            if 'camera' in heads:
+                out['pose_enc'] = self.camera_head(tokens[self.config.depth - 1], camera_caches)
+            frames = len(next(iter(tokens.values())))
+            chunks = [
+                self._dense(tokens, slice(i, i + HEAD_CHUNK), image_size, heads)
+                for i in range(0, frames, HEAD_CHUNK)
+            ]
+        for name in chunks[0]:
+            out[name] = torch.cat([chunk[name] for chunk in chunks])
+        return out
 
     def _dense(
-        self, tokens: dict[int, Tensor], frames: slice, image_size: tuple[int, int]
+        self,
+        tokens: dict[int, Tensor],
+        frames: slice,
+        image_size: tuple[int, int],
+        heads: tuple[str, ...],
     ) -> dict[str, Tensor]:
         tokens = {layer: t[frames] for layer, t in tokens.items()}
         start = self.aggregator.patch_start_idx
-        depth, depth_conf = self.depth_head(tokens, start, image_size)
-        points, points_conf = self.point_head(tokens, start, image_size)
-        return {
-            'depth': depth[..., 0],
-            'depth_conf': depth_conf,
-            'world_points': points,
-            'world_points_conf': points_conf,
-        }
+        out = {}
+        if 'depth' in heads:
+            depth, depth_conf = self.depth_head(tokens, start, image_size)
+            out['depth'], out['depth_conf'] = depth[..., 0], depth_conf
+        if 'point' in heads:
+            out['world_points'], out['world_points_conf'] = self.point_head(
+                tokens, start, image_size
+            )
+        return out
 
 
 class StreamSession:
     """One stream through a StreamVGGT: `step()` a frame at a time, `reset()` to start a new world.
 
+    Options (vggt_ros.stream_types.SessionOptions):
     window: None keeps every frame (the reference); W >= 2 keeps the first frame (the anchor, which
         defines the world) and the W - 1 most recent frames, the current one included, in both the
         aggregator and the camera-trunk caches. With W >= frames seen, outputs equal window=None.
@@ -223,35 +232,31 @@ class StreamSession:
         every frame but the anchor is merged in the global blocks and cached merged. Frames cached
         with and without merging share the window, so `set_merging()` may switch it between frames.
     precision: 'auto' | 'fp32' | 'bf16' | 'fp16' for the aggregator; heads always run in fp32.
+    heads: the heads that run, for every frame of the session.
     """
 
-    def __init__(
-        self,
-        model: StreamVGGT,
-        window: int | None,
-        camera_cache: str,
-        merging: MergingConfig | Mapping[str, Any] | None,
-        precision: str,
-    ) -> None:
-        if camera_cache not in CAMERA_CACHES:
-            raise ValueError(f'camera_cache must be one of {CAMERA_CACHES}, got {camera_cache!r}')
-        autocast_dtype(model.device, precision)  # validates
-        self._merging = as_merging_config(merging)
+    def __init__(self, model: StreamVGGT, options: SessionOptions) -> None:
+        autocast_dtype(model.device, options.precision)  # validates for this device
+        self.options = options
+        self._merging = as_merging_config(options.merging)
         self.model = model
-        self.window = window
-        self.camera_cache = camera_cache
-        self.precision = precision
-        config = model.config
+        window, config = options.window, model.config
         self._tokens = KVCache(config.depth, window)
-        if camera_cache == 'official':
+        if options.camera_cache == 'official':
             self._camera = [KVCache(config.camera_trunk_depth, window)] * config.camera_iterations
         else:
             self._camera = [
                 KVCache(config.camera_trunk_depth, window) for _ in range(config.camera_iterations)
             ]
-        self._caches = [self._tokens, *dict.fromkeys(self._camera)]  # distinct caches, each once
+        # The distinct caches, each once; the camera trunk's only if the camera head runs.
+        camera = dict.fromkeys(self._camera) if 'camera' in options.heads else {}
+        self._caches = [self._tokens, *camera]
         self._frames_seen = 0
         self._image_size: tuple[int, int] | None = None
+
+    @property
+    def window(self) -> int | None:
+        return self.options.window
 
     @property
     def frames_seen(self) -> int:
@@ -331,7 +336,7 @@ class StreamSession:
             cache.new_frame()
         images = image[None].to(model.device, torch.float32)
         partition = self._partition(size)
-        with _autocast(model.device, autocast_dtype(model.device, self.precision)):
+        with _autocast(model.device, autocast_dtype(model.device, self.options.precision)):
             tokens = model.aggregator(
                 images,
                 self._tokens,
@@ -339,7 +344,7 @@ class StreamSession:
                 merger=partition,
                 merge_start=self._merging.merge_start if partition is not None else 0,
             )
-        return model._predict(tokens, size, self._camera)
+        return model._predict(tokens, size, self.options.heads, self._camera)
 
     def _partition(self, size: tuple[int, int]) -> FramePartition | None:
         """This frame's merging partition; None when merging is off or for the anchor frame,
