@@ -199,9 +199,7 @@ class StreamNode(Node):
                 values['preset'],
                 device or default_device(),
                 image_width=values['image_width'],
-                window=values['window_size'] or None,
-                camera_cache=values['camera_cache'],
-                precision=values['precision'],
+                options=params.session_options(values),
             )
         except Exception as error:  # noqa: BLE001 - whatever fails here, the node cannot start
             raise StartupError(f'cannot load the model: {error}') from error

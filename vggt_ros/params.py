@@ -1,9 +1,11 @@
 """Every parameter of the stream node: name, default, description, whether it can change at runtime,
 and the check a value must pass.
 
-This table is the single source of truth: the node declares its parameters from it, and tests hold
-config/stream.yaml and launch/stream.launch.py to it. It imports no ROS, so the checks can be used
-(and tested) anywhere.
+This table is the single source of truth: the node declares its parameters from it, the evaluator
+takes its options and defaults from it, and tests hold config/stream.yaml and
+launch/stream.launch.py to it. Choices and bounds that the model defines (presets, precisions,
+camera caches, merging) come from the model's own definitions. It imports no ROS, so the checks
+can be used (and tested) anywhere.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vggt_ros.frame_size import check_image_width
+from vggt_ros.model import PRESETS, MergingConfig
+from vggt_ros.stream_types import CAMERA_CACHES, PRECISIONS, RECONSTRUCTOR_HEADS, SessionOptions
 
 Value = bool | int | float | str
 
+MERGING = MergingConfig()  # the model's merging defaults
 _DEVICE = re.compile(r'^(auto|cpu|cuda(:\d+)?)$')
 
 
@@ -78,6 +83,19 @@ def _device(value: str) -> str | None:
     return None
 
 
+def _merging_field(name: str) -> Callable[[Any], str | None]:
+    """A check by the model's own MergingConfig, so its bounds are stated once."""
+
+    def check(value: Any) -> str | None:
+        try:
+            MergingConfig(**{name: value})
+        except ValueError as error:
+            return f'merging.{error}'
+        return None
+
+    return check
+
+
 def _not_empty(value: str) -> str | None:
     return None if value else 'a frame name cannot be empty'
 
@@ -107,7 +125,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         'preset',
         'streamvggt-1b',
         'Model size: streamvggt-1b (the released model, needs a checkpoint) or tiny (tests).',
-        choices=('streamvggt-1b', 'tiny'),
+        choices=tuple(PRESETS),
     ),
     ParameterSpec(
         'device',
@@ -120,7 +138,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         'auto',
         'Autocast precision: auto (bf16 on GPUs of compute capability 8+, fp16 below, fp32 on '
         'cpu), fp32, bf16 or fp16.',
-        choices=('auto', 'fp32', 'bf16', 'fp16'),
+        choices=PRECISIONS,
     ),
     ParameterSpec(
         'image_width',
@@ -141,7 +159,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         'camera_cache',
         'official',
         'Camera-head cache: official (as the released inference code) or causal.',
-        choices=('official', 'causal'),
+        choices=CAMERA_CACHES,
     ),
     ParameterSpec(
         'merging.enabled',
@@ -151,27 +169,28 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         dynamic=True,
     ),
     ParameterSpec(
-        'merging.merge_start', 0, 'First global-attention block that merges tokens.', minimum=0
+        'merging.merge_start',
+        MERGING.merge_start,
+        'First global-attention block that merges tokens.',
+        check=_merging_field('merge_start'),
     ),
     ParameterSpec(
         'merging.cell_size',
-        2,
+        MERGING.cell_size,
         'Side of the patch-grid cell that contributes one destination token.',
-        minimum=1,
+        check=_merging_field('cell_size'),
     ),
     ParameterSpec(
         'merging.protected_fraction',
-        0.1,
-        'Fraction of tokens that are never merged (a fixed stride).',
-        minimum=0.0,
-        maximum=1.0,
+        MERGING.protected_fraction,
+        'Fraction of tokens that are never merged (a fixed stride), 0 to 1.',
+        check=_merging_field('protected_fraction'),
     ),
     ParameterSpec(
         'merging.merge_ratio',
-        1.0,
-        'Fraction of the mergeable tokens that are merged, most similar first.',
-        minimum=0.0,
-        maximum=1.0,
+        MERGING.merge_ratio,
+        'Fraction of the mergeable tokens that are merged, most similar first, 0 to 1.',
+        check=_merging_field('merge_ratio'),
     ),
     # Input.
     ParameterSpec(
@@ -314,3 +333,14 @@ def merging_options(values: Mapping[str, Any]) -> dict[str, Value] | None:
         for name, value in values.items()
         if name.startswith(prefix) and name != 'merging.enabled'
     }
+
+
+def session_options(values: Mapping[str, Any]) -> SessionOptions:
+    """The model session the parameters describe (node and evaluator alike)."""
+    return SessionOptions(
+        window=values['window_size'] or None,
+        camera_cache=values['camera_cache'],
+        merging=merging_options(values),
+        precision=values['precision'],
+        heads=RECONSTRUCTOR_HEADS,
+    )
