@@ -27,7 +27,7 @@ demo: setup
 	$(PYTHON) -m vggt_ros.synthetic $(DEMO)/walk --frames 60 --width 320 --height 240
 	$(PYTHON) -m vggt_ros.evaluation.cli $(DEMO)/walk --out $(DEMO)/report \
 		--gt-tf world:camera_optical_frame --depth-topic /camera/depth \
-		$(if $(CHECKPOINT),--checkpoint $(CHECKPOINT) --preset $(or $(PRESET),streamvggt-1b),--preset tiny --image-width 168 --window 16)
+		$(if $(CHECKPOINT),--checkpoint $(CHECKPOINT) --preset $(or $(PRESET),streamvggt-1b),--preset tiny --image-width 168 --window-size 16)
 	@echo "demo report: $(DEMO)/report/report.md"
 
 bench: setup

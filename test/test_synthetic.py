@@ -68,13 +68,13 @@ def test_ground_truth_round_trips_through_the_bag(tmp_path, storage):
         truth = ground_truth.from_tf(reader, WORLD_FRAME, CAMERA_FRAME)
         images = [
             m
-            for _, m in read_messages(
+            for _, _, m in read_messages(
                 reader, topic_connections(reader, TOPICS['image'], ('sensor_msgs/msg/Image',))
             )
         ]
         depths = [
             m
-            for _, m in read_messages(
+            for _, _, m in read_messages(
                 reader, topic_connections(reader, TOPICS['depth'], ('sensor_msgs/msg/Image',))
             )
         ]

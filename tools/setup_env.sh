@@ -90,6 +90,7 @@ log "installing vggt_ros (editable) into $venv"
   --no-build-isolation -e "$root"
 
 touch "$venv/COLCON_IGNORE"  # keep colcon from treating the venv's share/ as packages
-(cd / && "$venv/bin/python" -c 'import rclpy, sensor_msgs.msg, tf2_msgs.msg, torch, vggt_ros') \
+venv_python=$(cd "$venv" && pwd)/bin/python
+(cd / && "$venv_python" -c 'import rclpy, sensor_msgs.msg, tf2_msgs.msg, torch, vggt_ros') \
   || { log "environment check failed"; exit 1; }
 log "ready: $venv"

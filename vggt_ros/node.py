@@ -44,13 +44,11 @@ from tf2_msgs.msg import TFMessage
 from vggt_ros import images, messages, params
 from vggt_ros.continuity import RESET_REQUESTED
 from vggt_ros.latest_frame import LatestFrameSlot
-from vggt_ros.model import default_device
 from vggt_ros.outputs import FrameOutputs
-from vggt_ros.pipeline import StreamPipeline
+from vggt_ros.pipeline import StreamPipeline, reconstructor_from_parameters
 from vggt_ros.reconstructor import Reconstructor
 from vggt_ros.stats import KindThrottle, StreamStats, window_fill
 
-NODE_NAME = 'vggt_stream'
 FALLBACK_CAMERA_FRAME = 'vggt_camera_optical_frame'
 # Latest wins: a deeper queue would only hand the worker stale frames.
 IMAGE_QOS = QoSProfile(
@@ -132,7 +130,7 @@ class StreamNode(Node):
     """
 
     def __init__(self, *, reconstructor: Reconstructor | None = None, **node_options: Any) -> None:
-        super().__init__(NODE_NAME, **node_options)
+        super().__init__(params.NODE_NAME, **node_options)
         try:
             self._values = self._declare_parameters()
             self._reconstructor = reconstructor or self._load_reconstructor(self._values)
@@ -187,23 +185,16 @@ class StreamNode(Node):
         self._values = {**self._values, **params.coerce(changed)}
 
     def _load_reconstructor(self, values: dict[str, Any]) -> Reconstructor:
-        checkpoint = values['checkpoint'] or None
-        device = None if values['device'] == 'auto' else values['device']
+        checkpoint = values['checkpoint']
         self.get_logger().info(
             f'loading preset {values["preset"]} from {checkpoint or "no checkpoint"} '
-            f'on {device or "the default device"}'
+            f'on device {values["device"]}'
         )
         try:
-            reconstructor = Reconstructor.from_checkpoint(
-                checkpoint,
-                values['preset'],
-                device or default_device(),
-                image_width=values['image_width'],
-                options=params.session_options(values),
-            )
+            reconstructor = reconstructor_from_parameters(values)
         except Exception as error:  # noqa: BLE001 - whatever fails here, the node cannot start
             raise StartupError(f'cannot load the model: {error}') from error
-        if checkpoint is None:
+        if not checkpoint:
             self.get_logger().warning(
                 f'preset {values["preset"]} without a checkpoint: RANDOM weights, the outputs '
                 'are meaningless (use it to check the pipeline only)'

@@ -22,6 +22,7 @@ from vggt_ros.stream_types import CAMERA_CACHES, PRECISIONS, RECONSTRUCTOR_HEADS
 
 Value = bool | int | float | str
 
+NODE_NAME = 'vggt_stream'
 MERGING = MergingConfig()  # the model's merging defaults
 _DEVICE = re.compile(r'^(auto|cpu|cuda(:\d+)?)$')
 

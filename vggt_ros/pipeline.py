@@ -19,6 +19,7 @@ from vggt_ros import params
 from vggt_ros.continuity import StreamContinuity
 from vggt_ros.frame_size import FrameSizeError, model_size
 from vggt_ros.mapping import VoxelMap
+from vggt_ros.model import default_device
 from vggt_ros.outputs import FrameOutputs, OutputOptions
 from vggt_ros.reconstructor import Reconstructor
 
@@ -136,6 +137,19 @@ class StreamPipeline:
         return self._merging is not None
 
 
+def reconstructor_from_parameters(values: Mapping[str, Any]) -> Reconstructor:
+    """The model and session the parameters describe: checkpoint, preset, device ('auto': CUDA
+    when available), image width and session options. Raises CheckpointError (a ValueError)."""
+    device = default_device() if values['device'] == 'auto' else values['device']
+    return Reconstructor.from_checkpoint(
+        values['checkpoint'] or None,
+        values['preset'],
+        device,
+        image_width=values['image_width'],
+        options=params.session_options(values),
+    )
+
+
 def output_options(values: Mapping[str, Any]) -> OutputOptions:
     """How the parameters shape a frame's published outputs."""
     return OutputOptions(
@@ -144,4 +158,3 @@ def output_options(values: Mapping[str, Any]) -> OutputOptions:
         world_axes=values['world_axes'],
         decimation=values['points.decimation'],
     )
-

@@ -98,8 +98,9 @@ def topic_connections(reader: AnyReader, topic: str, msgtypes: Sequence[str]) ->
 
 def read_messages(
     reader: AnyReader, connections: Sequence[Connection]
-) -> Iterator[tuple[int, object]]:
-    """Yield (bag time ns, deserialised message) in bag order; read failures become BagErrors."""
+) -> Iterator[tuple[str, int, object]]:
+    """Yield (topic, bag time ns, deserialised message) in bag order; read failures become
+    BagErrors."""
     stream = reader.messages(connections=connections)
     while True:
         try:
@@ -112,7 +113,7 @@ def read_messages(
             raise BagError(
                 f'bag {reader.paths[0]} is corrupt or truncated: {_reason(exc)}'
             ) from exc
-        yield timestamp, message
+        yield connection.topic, timestamp, message
 
 
 def stamp_ns(message: object) -> int:

@@ -11,18 +11,49 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import yaml
 from rosbags.highlevel import AnyReader
 
+from vggt_ros import params
 from vggt_ros.evaluation import ground_truth, metrics
 from vggt_ros.evaluation.bag_io import BagError, open_bag
 from vggt_ros.evaluation.replay import Replay, replay
 from vggt_ros.evaluation.report import RANDOM_WEIGHTS_BANNER, write_report
-from vggt_ros.model.merging import MergingConfig
+from vggt_ros.pipeline import StreamPipeline, reconstructor_from_parameters
 from vggt_ros.reconstructor import Reconstructor
 
 EXIT_USAGE = 2
+
+
+# Node parameters that change nothing in an offline replay: accepted in a params file, no flag.
+NODE_ONLY = (
+    'image_transport',
+    'world_frame',
+    'camera_frame',
+    'points.decimation',
+    'path.max_length',
+    'map.period',
+    'diagnostics_period',
+    *(f'publish_{output}' for output in params.OUTPUTS),
+)
+FLAGS = tuple(spec for spec in params.PARAMETERS if spec.name not in NODE_ONLY)
+
+
+def _parameter_type(spec: params.ParameterSpec) -> Callable[[str], Any]:
+    """Parse a flag's text into the parameter's type (booleans as the ROS CLI writes them)."""
+    if isinstance(spec.default, bool):
+        return _boolean
+    return type(spec.default)
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() not in ('true', 'false'):
+        raise argparse.ArgumentTypeError(f'expected true or false, got {text!r}')
+    return text.lower() == 'true'
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -35,13 +66,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     truth.add_argument('--gt-tf', metavar='PARENT:CHILD', help='GT camera poses on /tf')
     truth.add_argument('--gt-topic', help='GT PoseStamped / Odometry topic')
     truth.add_argument('--gt-tum', type=Path, help='GT TUM trajectory file')
-    parser.add_argument('--checkpoint', help='weights file or Hugging Face id (none: random)')
-    parser.add_argument('--preset', default='streamvggt-1b')
-    parser.add_argument('--device', default='cpu')
-    parser.add_argument('--window', type=int, help='frames kept in the KV cache (default: all)')
-    parser.add_argument('--image-width', type=int, default=518)
-    parser.add_argument('--frame-stride', type=int, default=1)
-    parser.add_argument('--merging', choices=('on', 'off'), default='off', help='token merging')
     parser.add_argument('--max-frames', type=int)
     parser.add_argument(
         '--max-time-diff',
@@ -50,7 +74,69 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help='seconds within which a frame matches a GT pose or depth image',
     )
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
+    node = parser.add_argument_group(
+        'node parameters',
+        'As the node takes them (config/stream.yaml); flags override --params-file, which '
+        "overrides the defaults, which are the node's.",
+    )
+    node.add_argument(
+        '--params-file', type=Path, help='a ROS 2 params file for the node (vggt_stream)'
+    )
+    for spec in FLAGS:
+        flags = dict.fromkeys([f'--{spec.name}', f'--{spec.name.replace("_", "-")}'])
+        node.add_argument(
+            *flags,
+            dest=spec.name,
+            type=_parameter_type(spec),
+            metavar=type(spec.default).__name__.upper(),
+            help=f'{spec.description} (default: {spec.default!r})',
+        )
     return parser.parse_args(argv)
+
+
+def parameter_values(args: argparse.Namespace) -> dict[str, Any]:
+    """The node parameters to replay with: defaults, then --params-file, then flags; checked
+    by the node's own rules."""
+    values = dict(params.DEFAULTS)
+    if args.params_file is not None:
+        values.update(read_params_file(args.params_file))
+    values.update(
+        {
+            spec.name: getattr(args, spec.name)
+            for spec in FLAGS
+            if getattr(args, spec.name) is not None
+        }
+    )
+    reason = params.validate(values) or params.validate_combination(values)
+    if reason:
+        raise ValueError(reason)
+    return params.coerce(values)
+
+
+def read_params_file(path: Path, node: str = params.NODE_NAME) -> dict[str, Any]:
+    """The node's parameters from a ROS 2 params file: its '/**' section and its own (by name,
+    with or without a leading slash), nested keys joined with dots as ROS does."""
+    try:
+        document = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f'cannot read params file {path}: {error}') from error
+    if not isinstance(document, dict):
+        raise ValueError(f'params file {path} holds no parameters')
+    values: dict[str, Any] = {}
+    for section in ('/**', node, f'/{node}'):
+        parameters = (document.get(section) or {}).get('ros__parameters', {})
+        values.update(_flatten(parameters))
+    return values
+
+
+def _flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f'{prefix}{key}.'))
+        else:
+            flat[f'{prefix}{key}'] = value
+    return flat
 
 
 def load_ground_truth(
@@ -68,31 +154,42 @@ def load_ground_truth(
 
 
 def score(result: Replay, truth: ground_truth.Trajectory | None, max_diff: float) -> dict:
-    """Every metric the available ground truth allows."""
+    """Every metric the available ground truth allows, and what became of the frames."""
     scored = metrics.latency_metrics(result.latencies, result.wall_seconds)
     scored['frames'] = len(result.trajectory)
+    scored.update({f'frames {name}': count for name, count in sorted(result.counts.items())})
     if truth is not None:
         scored.update(metrics.trajectory_metrics(result.trajectory, truth, max_diff))
-    if result.gt_depth:
-        scored.update(metrics.depth_metrics(result.predicted_depth, result.gt_depth))
+    if result.depth.seen:
+        scored.update(result.depth.result())
     return scored
 
 
-def run(args: argparse.Namespace, reconstructor: Reconstructor, random_weights: bool) -> Path:
-    """Replay the bag through `reconstructor`, score it and write the report; its path."""
+def run(
+    args: argparse.Namespace,
+    values: dict[str, Any],
+    reconstructor: Reconstructor,
+    random_weights: bool,
+) -> Path:
+    """Replay the bag through the node's pipeline, score it and write the report; its path."""
+    pipeline = StreamPipeline(reconstructor, values)
     with open_bag(args.bag) as reader:
         truth = load_ground_truth(args, reader)
         result = replay(
-            reconstructor,
+            pipeline,
+            values,
             reader,
             args.image_topic,
             args.depth_topic,
-            args.frame_stride,
             args.max_frames,
             args.max_time_diff,
             progress=not args.quiet,
         )
-    if args.depth_topic and not result.gt_depth:
+    if not len(result.trajectory):
+        raise ValueError(
+            f'no frame of {args.image_topic} could be processed: {dict(result.counts)}'
+        )
+    if args.depth_topic and not result.depth.seen:
         print(
             f'WARNING: no {args.depth_topic} image within --max-time-diff {args.max_time_diff} s'
             ' of any frame: depth is not scored',
@@ -101,25 +198,16 @@ def run(args: argparse.Namespace, reconstructor: Reconstructor, random_weights: 
     return write_report(result, score(result, truth, args.max_time_diff), random_weights, args.out)
 
 
-def build_reconstructor(args: argparse.Namespace) -> Reconstructor:
-    return Reconstructor.from_checkpoint(
-        args.checkpoint,
-        args.preset,
-        args.device,
-        image_width=args.image_width,
-        window=args.window,
-        merging=MergingConfig() if args.merging == 'on' else None,
-    )
-
-
 def main(argv: list[str] | None = None, reconstructor: Reconstructor | None = None) -> int:
     """Entry point; `reconstructor` replaces the one the options describe (tests, stand-ins)."""
     args = parse_args(argv)
-    random_weights = args.checkpoint is None and reconstructor is None
-    if random_weights:
-        print(f'WARNING: {RANDOM_WEIGHTS_BANNER}', file=sys.stderr)
     try:
-        path = run(args, reconstructor or build_reconstructor(args), random_weights)
+        values = parameter_values(args)
+        random_weights = not values['checkpoint'] and reconstructor is None
+        if random_weights:
+            print(f'WARNING: {RANDOM_WEIGHTS_BANNER}', file=sys.stderr)
+        reconstructor = reconstructor or reconstructor_from_parameters(values)
+        path = run(args, values, reconstructor, random_weights)
     except (BagError, ValueError) as exc:  # CheckpointError is a ValueError
         print(f'vggt-eval: error: {exc}', file=sys.stderr)
         return EXIT_USAGE

@@ -70,7 +70,7 @@ def _tf_edges(reader: AnyReader) -> tuple[dict[Edge, Trajectory], set[Edge]]:
     for topic in TF_TOPICS:
         if not any(c.topic == topic and c.msgcount for c in reader.connections):
             continue
-        for _, message in read_messages(reader, topic_connections(reader, topic, TF_TYPES)):
+        for _, _, message in read_messages(reader, topic_connections(reader, topic, TF_TYPES)):
             for stamped in message.transforms:
                 edge = (_frame(stamped.header.frame_id), _frame(stamped.child_frame_id))
                 t, q = stamped.transform.translation, stamped.transform.rotation
@@ -143,7 +143,7 @@ def from_tf(reader: AnyReader, parent: str, child: str) -> Trajectory:
 def from_pose_topic(reader: AnyReader, topic: str) -> Trajectory:
     """Poses of a PoseStamped, PoseWithCovarianceStamped or Odometry topic."""
     poses, stamps = [], []
-    for _, message in read_messages(reader, topic_connections(reader, topic, POSE_TYPES)):
+    for _, _, message in read_messages(reader, topic_connections(reader, topic, POSE_TYPES)):
         pose = message.pose.pose if hasattr(message.pose, 'pose') else message.pose
         p, q = pose.position, pose.orientation
         poses.append(pose_matrix((p.x, p.y, p.z), (q.x, q.y, q.z, q.w)))

@@ -14,6 +14,7 @@ from evo.core.trajectory import PoseTrajectory3D
 from vggt_ros.evaluation.ground_truth import Trajectory
 
 DELTA_THRESHOLD = 1.25
+RESERVOIR_PIXELS = 2_000_000  # 16 MB of float32 pairs: about 10 frames at 518x392, exactly
 
 
 def _evo(trajectory: Trajectory) -> PoseTrajectory3D:
@@ -59,28 +60,50 @@ def trajectory_metrics(
     }
 
 
-def depth_metrics(predicted: list[np.ndarray], ground_truth: list[np.ndarray]) -> dict:
-    """AbsRel and delta < 1.25 over all frames, after one median scale for the whole sequence.
+class DepthAccumulator:
+    """AbsRel and delta < 1.25 after one median scale for the whole sequence, at constant memory.
 
-    Pixels count where the ground truth is finite and positive and the prediction positive.
+    The sequence scale needs every frame's pixels at once, so valid (predicted, true) pixel pairs
+    go into a uniform reservoir of `capacity` pairs (Vitter's algorithm R, vectorised per frame,
+    seeded): exact while the sequence has fewer valid pixels than that, an unbiased sample of
+    them after. Pixels count where the truth is finite and positive and the prediction positive.
     """
-    if not predicted:
-        raise ValueError('no frame has a matching ground-truth depth image')
-    pred = np.concatenate([p.ravel() for p in predicted]).astype(np.float64)
-    gt = np.concatenate([g.ravel() for g in ground_truth]).astype(np.float64)
-    valid = np.isfinite(gt) & (gt > 0) & np.isfinite(pred) & (pred > 0)
-    if not valid.any():
-        raise ValueError('no pixel has both a valid predicted and ground-truth depth')
-    pred, gt = pred[valid], gt[valid]
-    scale = np.median(gt) / np.median(pred)
-    pred = pred * scale
-    ratio = np.maximum(pred / gt, gt / pred)
-    return {
-        'depth_abs_rel': float(np.mean(np.abs(pred - gt) / gt)),
-        'depth_delta_1.25': float(np.mean(ratio < DELTA_THRESHOLD)),
-        'depth_median_scale': float(scale),
-        'depth_pixels': int(valid.sum()),
-    }
+
+    def __init__(self, capacity: int = RESERVOIR_PIXELS, seed: int = 0) -> None:
+        self.capacity = capacity
+        self._pairs = np.empty((capacity, 2), np.float32)
+        self._filled = 0
+        self.seen = 0
+        self._rng = np.random.default_rng(seed)
+
+    def add(self, predicted: np.ndarray, truth: np.ndarray) -> None:
+        """One frame's predicted and true depth, of one shape."""
+        valid = np.isfinite(truth) & (truth > 0) & np.isfinite(predicted) & (predicted > 0)
+        pairs = np.stack([predicted[valid], truth[valid]], axis=1)
+        room = min(self.capacity - self._filled, len(pairs))
+        self._pairs[self._filled : self._filled + room] = pairs[:room]
+        self._filled += room
+        rest = pairs[room:]
+        if len(rest):
+            index = self.seen + room + np.arange(len(rest))  # each pair's place in the sequence
+            keep = self._rng.random(len(rest)) < self.capacity / (index + 1)
+            slots = self._rng.integers(0, self.capacity, int(keep.sum()))
+            self._pairs[slots] = rest[keep]
+        self.seen += len(pairs)
+
+    def result(self) -> dict:
+        if not self.seen:
+            raise ValueError('no pixel has both a valid predicted and ground-truth depth')
+        pred, gt = self._pairs[: self._filled].astype(np.float64).T
+        scale = np.median(gt) / np.median(pred)
+        pred = pred * scale
+        ratio = np.maximum(pred / gt, gt / pred)
+        return {
+            'depth_abs_rel': float(np.mean(np.abs(pred - gt) / gt)),
+            'depth_delta_1.25': float(np.mean(ratio < DELTA_THRESHOLD)),
+            'depth_median_scale': float(scale),
+            'depth_pixels': int(self.seen),
+        }
 
 
 def latency_metrics(latencies: np.ndarray, wall_seconds: float) -> dict:

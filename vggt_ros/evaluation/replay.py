@@ -1,14 +1,20 @@
-"""Run the Reconstructor over every (stride-selected) frame of a bag's image topic.
+"""Replay a bag's camera frames through the node's StreamPipeline, in one pass at constant memory.
 
 Offline replay reads the bag directly, so no frame is ever dropped and two runs give the same
-numbers, unlike `ros2 bag play` into the live node (which is for latency and drop checks).
+numbers, unlike `ros2 bag play` into the live node (which is for latency and drop checks). The
+frames go through the very pipeline the node runs (size checks, resets on looping stamps, skips
+of repeated ones, merging, scale, map), configured by the same parameters. Only the trajectory
+is kept per frame; depth is scored as it streams by, against the ground-truth depth image
+nearest in stamp.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from rosbags.highlevel import AnyReader
@@ -16,31 +22,28 @@ from tqdm import tqdm
 
 from vggt_ros.evaluation.bag_io import read_messages, stamp_ns, topic_connections
 from vggt_ros.evaluation.ground_truth import Trajectory
+from vggt_ros.evaluation.metrics import DepthAccumulator
 from vggt_ros.frame_size import model_size, resized_height
-from vggt_ros.images import compressed_to_rgb, depth_to_metres, image_to_rgb
+from vggt_ros.images import ImageError, compressed_to_rgb, depth_to_metres, image_to_rgb
 from vggt_ros.mapping import VoxelMap
-from vggt_ros.outputs import FrameOutputs, OutputOptions
-from vggt_ros.reconstructor import FrameResult, Reconstructor
+from vggt_ros.pipeline import Outcome, StreamPipeline
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
 DEPTH_TYPES = ('sensor_msgs/msg/Image',)
 STRIP_FRAMES = 4
-CLOUD_VOXEL = 0.01  # model units: the model normalises scenes to roughly unit size
-CLOUD_MAX_POINTS = 200_000
-CLOUD_DECIMATION = 2
 
 
 @dataclass
 class Replay:
-    """What the reconstructor said about the selected frames, and what it is compared with."""
+    """What the pipeline said about the selected frames, and what it was compared with."""
 
     trajectory: Trajectory
-    latencies: np.ndarray  # seconds per frame: preprocess + model + postprocess
+    latencies: np.ndarray  # seconds per processed frame: preprocess + model + postprocess
     wall_seconds: float
-    predicted_depth: list[np.ndarray] = field(default_factory=list)  # frames with GT depth
-    gt_depth: list[np.ndarray] = field(default_factory=list)  # at model resolution
+    depth: DepthAccumulator = field(default_factory=DepthAccumulator)
     strip: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = field(default_factory=list)
-    cloud: VoxelMap = field(default_factory=lambda: VoxelMap(CLOUD_VOXEL, CLOUD_MAX_POINTS))
+    cloud: VoxelMap | None = None
+    counts: Counter = field(default_factory=Counter)  # processed, resets, 'failed: kind', ...
 
 
 def to_model_resolution(depth: np.ndarray, image_width: int) -> np.ndarray:
@@ -60,112 +63,184 @@ def to_model_resolution(depth: np.ndarray, image_width: int) -> np.ndarray:
     return depth[np.ix_(rows.clip(0, src_height - 1), cols.clip(0, src_width - 1))]
 
 
-def decode_rgb(message: object) -> np.ndarray:
+def decode_rgb(message: object, max_pixels: int | None = None) -> np.ndarray:
     """HxWx3 uint8 of an Image or CompressedImage (they differ by having a `format` field)."""
-    return compressed_to_rgb(message) if hasattr(message, 'format') else image_to_rgb(message)
+    if hasattr(message, 'format'):
+        return compressed_to_rgb(message, max_pixels)
+    return image_to_rgb(message, max_pixels)
 
 
-class DepthIndex:
-    """GT depth in metres at model resolution, found by the nearest header stamp within a tolerance.
+@dataclass
+class _Pending:
+    stamp: int
+    payload: Any
+    best: tuple[int, object] | None = None  # (|stamp difference|, depth message)
 
-    RGB-D drivers stamp colour and depth separately (TUM RGB-D: up to ~20 ms apart), so only an
-    exact stamp match would leave real bags without any depth to score.
+
+class DepthMatcher:
+    """Pairs each prediction with the GT depth message nearest in stamp within `max_diff_ns`, in
+    one pass over a bag in time order, holding only what is still within reach.
+
+    RGB-D drivers stamp colour and depth separately (TUM RGB-D: up to ~20 ms apart), so the truth
+    may come just before or just after its frame. A prediction is settled once a truth stamped
+    more than max_diff after it has been seen, or at `finish()`; `on_pair(payload, message)`
+    then gets it, with None when nothing was within reach.
     """
 
-    def __init__(self, depths: dict[int, np.ndarray], max_diff: float) -> None:
-        self.stamps = np.array(sorted(depths), np.int64)
-        self.depths = depths
-        self.max_diff_ns = round(max_diff * 1e9)
+    def __init__(self, max_diff_ns: int, on_pair: Callable[[Any, object | None], None]) -> None:
+        self.max_diff_ns = max_diff_ns
+        self.on_pair = on_pair
+        self._truths: deque[tuple[int, object]] = deque()
+        self._pending: deque[_Pending] = deque()
 
-    @classmethod
-    def from_bag(
-        cls, reader: AnyReader, topic: str, image_width: int, max_diff: float
-    ) -> DepthIndex:
-        connections = topic_connections(reader, topic, DEPTH_TYPES)
-        depths = {
-            stamp_ns(msg): to_model_resolution(depth_to_metres(msg), image_width)
-            for _, msg in read_messages(reader, connections)
-        }
-        return cls(depths, max_diff)
+    def add_truth(self, stamp: int, message: object) -> None:
+        self._truths.append((stamp, message))
+        for pending in self._pending:
+            self._consider(pending, stamp, message)
+        self._settle(latest_truth=stamp)
 
-    def nearest(self, stamp: int) -> np.ndarray | None:
-        """The depth image closest in time to `stamp`, or None if none is within the tolerance."""
-        if not len(self.stamps):
-            return None
-        right = int(np.searchsorted(self.stamps, stamp).clip(1, len(self.stamps) - 1))
-        best = min(self.stamps[right - 1 : right + 1], key=lambda s: abs(int(s) - stamp))
-        return self.depths[int(best)] if abs(int(best) - stamp) <= self.max_diff_ns else None
+    def add_prediction(self, stamp: int, payload: Any) -> None:
+        pending = _Pending(stamp, payload)
+        while self._truths and self._truths[0][0] < stamp - self.max_diff_ns:
+            self._truths.popleft()  # too old for this frame and for every later one
+        for truth_stamp, message in self._truths:
+            self._consider(pending, truth_stamp, message)
+        self._pending.append(pending)
+        self._settle(latest_truth=self._truths[-1][0] if self._truths else None)
+
+    def finish(self) -> None:
+        self._settle(latest_truth=None, everything=True)
+
+    def _consider(self, pending: _Pending, stamp: int, message: object) -> None:
+        gap = abs(stamp - pending.stamp)
+        if gap <= self.max_diff_ns and (pending.best is None or gap < pending.best[0]):
+            pending.best = (gap, message)
+
+    def _settle(self, latest_truth: int | None, everything: bool = False) -> None:
+        while self._pending and (
+            everything
+            or (
+                latest_truth is not None
+                and latest_truth > self._pending[0].stamp + self.max_diff_ns
+            )
+        ):
+            pending = self._pending.popleft()
+            self.on_pair(pending.payload, pending.best[1] if pending.best else None)
 
 
-def selected_frames(
-    reader: AnyReader, topic: str, stride: int, max_frames: int | None
-) -> tuple[int, Iterator[tuple[int, np.ndarray]]]:
-    """(how many, iterator of (stamp ns, rgb)) of every stride-th image, at most max_frames."""
-    if stride < 1:
-        raise ValueError(f'frame stride must be >= 1, got {stride}')
-    connections = topic_connections(reader, topic, IMAGE_TYPES)
-    count = -(-sum(c.msgcount for c in connections) // stride)
+def bag_frames(
+    reader: AnyReader,
+    image_topic: str,
+    depth_topic: str | None,
+    stride: int,
+    max_frames: int | None,
+) -> tuple[int, Iterator[tuple[str, int, object]]]:
+    """(how many images are selected, iterator of (topic, bag time, message)) over the image and
+    depth topics in bag order, stopping before the image after the last selected one (every
+    stride-th image, at most `max_frames` of them)."""
+    images = topic_connections(reader, image_topic, IMAGE_TYPES)
+    depths = topic_connections(reader, depth_topic, DEPTH_TYPES) if depth_topic else []
+    count = -(-sum(c.msgcount for c in images) // stride)
     count = min(count, max_frames) if max_frames is not None else count
 
-    def frames() -> Iterator[tuple[int, np.ndarray]]:
-        messages = read_messages(reader, connections)
-        for index, (_, message) in enumerate(messages):
-            if index // stride >= count:
-                return
-            if index % stride == 0:
-                yield stamp_ns(message), decode_rgb(message)
+    def messages() -> Iterator[tuple[str, int, object]]:
+        seen = 0
+        for topic, recorded, message in read_messages(reader, [*images, *depths]):
+            if topic == image_topic:
+                if seen // stride >= count:
+                    return
+                seen += 1
+            yield topic, recorded, message
 
-    return count, frames()
-
-
-def _record(replay: Replay, result: FrameResult, gt_depth: np.ndarray | None) -> None:
-    """Keep a frame's depth pair and add its confident points to the cloud."""
-    if gt_depth is not None:
-        replay.predicted_depth.append(result.depth)
-        replay.gt_depth.append(gt_depth)
-    # Confidence has no absolute scale: keep each frame's more confident half.
-    options = OutputOptions(
-        conf_threshold=float(np.median(result.confidence)), decimation=CLOUD_DECIMATION
-    )
-    replay.cloud.insert(*FrameOutputs(result, options).world_points())
+    return count, messages()
 
 
 def replay(
-    reconstructor: Reconstructor,
+    pipeline: StreamPipeline,
+    values: Mapping[str, Any],
     reader: AnyReader,
     image_topic: str,
     depth_topic: str | None = None,
-    frame_stride: int = 1,
     max_frames: int | None = None,
     max_time_diff: float = 0.01,
     progress: bool = True,
+    on_outcome: Callable[[Outcome], None] | None = None,
 ) -> Replay:
-    """Step the reconstructor through the selected frames of `image_topic`, in bag order.
+    """Every frame_stride-th image of `image_topic` through `pipeline`, in bag order.
 
-    Each frame is paired with the depth image nearest in time within `max_time_diff` seconds.
+    `values` are the node's parameters; `on_outcome` sees what became of each frame.
     """
-    depths = (
-        DepthIndex.from_bag(reader, depth_topic, reconstructor.image_width, max_time_diff)
-        if depth_topic
-        else DepthIndex({}, max_time_diff)
-    )
-    count, frames = selected_frames(reader, image_topic, frame_stride, max_frames)
+    image_width = pipeline.reconstructor.image_width
+    out = Replay(Trajectory(np.empty(0, np.int64), np.empty((0, 4, 4))), np.empty(0), 0.0)
+
+    def score(payload: tuple[np.ndarray, int | None], message: object | None) -> None:
+        predicted, strip_slot = payload
+        truth = None
+        if message is not None:
+            truth = to_model_resolution(depth_to_metres(message), image_width)
+            out.depth.add(predicted, truth)
+            out.counts['depth scored'] += 1
+        if strip_slot is not None:
+            colours, depth, _ = out.strip[strip_slot]
+            out.strip[strip_slot] = (colours, depth, truth)
+
+    matcher = DepthMatcher(round(max_time_diff * 1e9), score)
+    stride = values['frame_stride']
+    count, messages = bag_frames(reader, image_topic, depth_topic, stride, max_frames)
     strip_at = set(np.linspace(0, count - 1, min(STRIP_FRAMES, count)).round().astype(int))
     stamps, poses, latencies = [], [], []
-    out = Replay(Trajectory(np.empty(0, np.int64), np.empty((0, 4, 4))), np.empty(0), 0.0)
+    index = -1
     start = time.perf_counter()
-    for index, (stamp, rgb) in enumerate(
-        tqdm(frames, total=count, unit='frame', disable=not progress)
-    ):
-        result = reconstructor.step(rgb, stamp / 1e9)
-        stamps.append(stamp)
-        poses.append(result.world_from_camera)
-        latencies.append(sum(result.timings.values()))
-        gt_depth = depths.nearest(stamp)
-        _record(out, result, gt_depth)
-        if index in strip_at:
-            out.strip.append((result.colours, result.depth, gt_depth))
+    with tqdm(total=count, unit='frame', disable=not progress) as bar:
+        for topic, recorded, message in messages:
+            if topic != image_topic:
+                matcher.add_truth(stamp_ns(message), message)
+                continue
+            index += 1
+            if index % stride:
+                out.counts['skipped: frame stride'] += 1
+                continue
+            bar.update()
+            outcome = _process(pipeline, values, message, recorded, out.counts)
+            if on_outcome is not None:
+                on_outcome(outcome)
+            if outcome.status != 'processed':
+                continue
+            result = outcome.frame.result
+            stamps.append(outcome.stamp_ns)
+            poses.append(outcome.frame.pose)
+            latencies.append(sum(result.timings.values()))
+            slot = None
+            if index // stride in strip_at:
+                slot = len(out.strip)
+                out.strip.append((result.colours, result.depth, None))
+            matcher.add_prediction(outcome.stamp_ns, (result.depth, slot))
+    matcher.finish()
     out.wall_seconds = time.perf_counter() - start
-    out.trajectory = Trajectory(np.asarray(stamps, np.int64), np.stack(poses))
+    poses = np.stack(poses) if poses else np.empty((0, 4, 4))
+    out.trajectory = Trajectory(np.asarray(stamps, np.int64), poses)
     out.latencies = np.asarray(latencies)
+    out.cloud = pipeline.map
     return out
+
+
+def _process(
+    pipeline: StreamPipeline,
+    values: Mapping[str, Any],
+    message: object,
+    recorded: int,
+    counts: Counter,
+) -> Outcome:
+    """One image message through the pipeline, as the node does (the bag's record time stands
+    for the time of receipt), counting what became of it."""
+    stamp = stamp_ns(message)
+    try:
+        rgb = decode_rgb(message, values['max_image_pixels'])
+    except ImageError as error:
+        outcome = Outcome('failed', stamp, kind=error.kind, error=str(error))
+    else:
+        outcome = pipeline.process(rgb, stamp, recorded, values)
+    counts['resets'] += outcome.reset is not None
+    kind = '' if outcome.status == 'processed' else f': {outcome.kind}'
+    counts[outcome.status + kind] += 1
+    return outcome
