@@ -46,9 +46,10 @@ from rclpy.parameter_client import AsyncParameterClient
 from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 
-from vggt_ros import images, messages
+from vggt_ros import images, messages, params
 from vggt_ros.checkpoints import load_model
 from vggt_ros.node import StartupError, StreamNode
+from vggt_ros.node_outputs import OUTPUTS
 from vggt_ros.reconstructor import Reconstructor
 
 
@@ -96,6 +97,11 @@ def test_conventions_tf_depth_camera_info_and_clouds(harness_factory):
     assert HEIGHT * WIDTH <= len(map_points) <= len(seen)
     sample = map_points[np.random.default_rng(0).choice(len(map_points), 100)]
     assert all(np.abs(seen - point).max(axis=1).min() < 1e-4 for point in sample)
+
+
+def test_every_output_has_its_publish_switch():
+    assert {output.switch for output in OUTPUTS} == set(params.OUTPUTS)
+    assert len({output.topic for output in OUTPUTS}) == len(OUTPUTS)
 
 
 def test_ros_world_axes_put_forward_motion_on_x(harness_factory):

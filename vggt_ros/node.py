@@ -4,8 +4,9 @@ diagnostics out, all stamped with the input image's stamp.
 Plumbing only. The parameters are vggt_ros.params; the subscription callback only drops the newest
 image into a LatestFrameSlot, and one worker thread runs the Reconstructor on it and publishes, so
 inference never blocks the executor (parameter and service requests are answered meanwhile) and
-frames that arrive during inference replace each other instead of queueing. What is published is
-computed by vggt_ros.outputs and vggt_ros.mapping, and only for outputs somebody subscribes to.
+frames that arrive during inference replace each other instead of queueing. What becomes of a frame
+is the StreamPipeline's decision (vggt_ros.pipeline, shared with the evaluator); the messages come
+from the table in vggt_ros.node_outputs, built only for outputs somebody subscribes to.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
-from nav_msgs.msg import Odometry, Path
 from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException
@@ -36,14 +36,14 @@ from rclpy.qos import (
     QoSProfile,
     QoSReliabilityPolicy,
 )
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
-from tf2_msgs.msg import TFMessage
 
 from vggt_ros import images, messages, params
 from vggt_ros.continuity import RESET_REQUESTED
 from vggt_ros.latest_frame import LatestFrameSlot
+from vggt_ros.node_outputs import OUTPUTS, Output, Stamped
 from vggt_ros.outputs import FrameOutputs
 from vggt_ros.pipeline import StreamPipeline, reconstructor_from_parameters
 from vggt_ros.reconstructor import Reconstructor
@@ -57,10 +57,7 @@ IMAGE_QOS = QoSProfile(
     reliability=QoSReliabilityPolicy.BEST_EFFORT,
     durability=QoSDurabilityPolicy.VOLATILE,
 )
-OUTPUT_QOS = QoSProfile(depth=2)  # reliable: reaches reliable and best-effort subscribers alike
-MAP_QOS = QoSProfile(depth=1, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
-TF_QOS = QoSProfile(depth=100)  # what tf2_ros.TransformBroadcaster uses
-DIAGNOSTICS_QOS = QoSProfile(depth=10)
+MAP, DIAGNOSTICS = (next(o for o in OUTPUTS if o.name == name) for name in ('map', 'diagnostics'))
 LOG_THROTTLE_S = 5.0
 
 
@@ -205,15 +202,8 @@ class StreamNode(Node):
 
     def _create_publishers(self) -> None:
         self._pub = {
-            'depth': self.create_publisher(Image, '~/depth', OUTPUT_QOS),
-            'camera_info': self.create_publisher(CameraInfo, '~/depth/camera_info', OUTPUT_QOS),
-            'confidence': self.create_publisher(Image, '~/confidence', OUTPUT_QOS),
-            'points': self.create_publisher(PointCloud2, '~/points', OUTPUT_QOS),
-            'odometry': self.create_publisher(Odometry, '~/odometry', OUTPUT_QOS),
-            'path': self.create_publisher(Path, '~/path', OUTPUT_QOS),
-            'map': self.create_publisher(PointCloud2, '~/map', MAP_QOS),
-            'tf': self.create_publisher(TFMessage, '/tf', TF_QOS),
-            'diagnostics': self.create_publisher(DiagnosticArray, '/diagnostics', DIAGNOSTICS_QOS),
+            output.name: self.create_publisher(output.kind, output.topic, output.qos)
+            for output in OUTPUTS
         }
 
     def _subscribe(self, transport: str) -> None:
@@ -241,11 +231,10 @@ class StreamNode(Node):
         response.message = 'the next frame starts a new world'
         return response
 
-    def _wanted(self, output: str, values: dict[str, Any], *topics: str) -> bool:
-        """Whether `output` is switched on and somebody listens on one of its topics."""
-        topics = topics or (output,)
-        return values[f'publish_{output}'] and any(
-            self._pub[topic].get_subscription_count() > 0 for topic in topics
+    def _wanted(self, output: Output, values: dict[str, Any]) -> bool:
+        """Whether `output` is switched on and somebody listens (or it is always published)."""
+        return values[f'publish_{output.switch}'] and (
+            output.always or self._pub[output.name].get_subscription_count() > 0
         )
 
     # The worker -----------------------------------------------------------------------------
@@ -276,7 +265,7 @@ class StreamNode(Node):
             _nanoseconds(header.stamp),
             frame.received_ns,
             values,
-            update_map=self._wanted('map', values),
+            update_map=self._wanted(MAP, values),
         )
         if outcome.warning:
             self._log(LoggingSeverity.WARN, outcome.warning)
@@ -342,44 +331,15 @@ class StreamNode(Node):
     def _publish(
         self, stamp: Time, camera: str, frame: FrameOutputs, values: dict[str, Any]
     ) -> None:
-        self._publish_pose(
-            frame.pose, Header(stamp=stamp, frame_id=values['world_frame']), camera, values
-        )
-        self._publish_camera_data(frame, Header(stamp=stamp, frame_id=camera), values)
-        if self._wanted('map', values):
-            self._publish_map(Header(stamp=stamp, frame_id=values['world_frame']))
-
-    def _publish_pose(
-        self, pose: np.ndarray, header: Header, camera: str, values: dict[str, Any]
-    ) -> None:
-        """TF, odometry and path: the camera pose in the world frame."""
-        stamp, world = header.stamp, header.frame_id
-        if values['publish_tf']:
-            transform = messages.matrix_to_transform(pose, stamp, world, camera)
-            self._pub['tf'].publish(TFMessage(transforms=[transform]))
-        if self._wanted('odometry', values):
-            self._pub['odometry'].publish(messages.matrix_to_odometry(pose, stamp, world, camera))
-        self._path.append(PoseStamped(header=header, pose=messages.matrix_to_pose(pose)))
-        if self._wanted('path', values):
-            self._pub['path'].publish(Path(header=header, poses=list(self._path)))
-
-    def _publish_camera_data(
-        self, frame: FrameOutputs, header: Header, values: dict[str, Any]
-    ) -> None:
-        """Depth with its CameraInfo, confidence and the organised cloud, in the camera frame."""
-        result = frame.result
-        if self._wanted('depth', values, 'depth', 'camera_info'):
-            height, width = frame.size
-            self._pub['depth'].publish(messages.depth_to_image(frame.depth, header))
-            self._pub['camera_info'].publish(
-                messages.intrinsics_to_camera_info(result.K, width, height, header)
-            )
-        if self._wanted('confidence', values):
-            self._pub['confidence'].publish(
-                messages.array_to_image(result.confidence, '32FC1', header)
-            )
-        if self._wanted('points', values):
-            self._pub['points'].publish(messages.points_to_cloud(*frame.cloud(), header))
+        """Every per-frame output that is switched on and listened to, from the table."""
+        world = Header(stamp=stamp, frame_id=values['world_frame'])
+        self._path.append(PoseStamped(header=world, pose=messages.matrix_to_pose(frame.pose)))
+        stamped = Stamped(frame, world, Header(stamp=stamp, frame_id=camera), self._path)
+        for output in OUTPUTS:
+            if output.build is not None and self._wanted(output, values):
+                self._pub[output.name].publish(output.build(stamped))
+        if self._wanted(MAP, values):
+            self._publish_map(world)
 
     def _publish_map(self, header: Header) -> None:
         """The accumulated map, every map.period seconds."""
@@ -388,7 +348,7 @@ class StreamNode(Node):
         if now < self._next_map_publish or not len(voxels):
             return
         self._next_map_publish = now + self._values['map.period']
-        self._pub['map'].publish(
+        self._pub[MAP.name].publish(
             messages.points_to_cloud(voxels.points[None], voxels.colours[None], header)
         )
 
@@ -413,7 +373,7 @@ class StreamNode(Node):
                 'image_width': values['image_width'],
             },
         )
-        self._pub['diagnostics'].publish(
+        self._pub[DIAGNOSTICS.name].publish(
             DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status])
         )
 

@@ -1,0 +1,96 @@
+"""Every topic the node publishes, in one table: name, switch, message type, topic, QoS, builder.
+
+A new output is one row and one builder. A row's `switch` is its publish_* parameter (described
+in vggt_ros.params.OUTPUTS); per-frame rows are built only when switched on and, unless they are
+`always` published, only while somebody subscribes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import PoseStamped
+from nav_msgs.msg import Odometry, Path
+from rclpy.qos import QoSDurabilityPolicy, QoSProfile
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from std_msgs.msg import Header
+from tf2_msgs.msg import TFMessage
+
+from vggt_ros import messages
+from vggt_ros.outputs import FrameOutputs
+
+OUTPUT_QOS = QoSProfile(depth=2)  # reliable: reaches reliable and best-effort subscribers alike
+MAP_QOS = QoSProfile(depth=1, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+TF_QOS = QoSProfile(depth=100)  # what tf2_ros.TransformBroadcaster uses
+DIAGNOSTICS_QOS = QoSProfile(depth=10)
+
+
+@dataclass(frozen=True)
+class Stamped:
+    """One processed frame and what its messages are stamped and framed with."""
+
+    frame: FrameOutputs
+    world: Header  # the image's stamp, world_frame
+    camera: Header  # the image's stamp, the camera frame
+    path: Sequence[PoseStamped]  # the path so far, this frame included
+
+
+@dataclass(frozen=True)
+class Output:
+    name: str
+    switch: str
+    kind: type
+    topic: str
+    qos: QoSProfile
+    build: Callable[[Stamped], Any] | None  # None: published by the node on its own schedule
+    always: bool = False  # published whether or not anybody listens (TF: tf2 buffers it)
+
+
+def _tf(out: Stamped) -> TFMessage:
+    transform = messages.matrix_to_transform(
+        out.frame.pose, out.world.stamp, out.world.frame_id, out.camera.frame_id
+    )
+    return TFMessage(transforms=[transform])
+
+
+def _odometry(out: Stamped) -> Odometry:
+    return messages.matrix_to_odometry(
+        out.frame.pose, out.world.stamp, out.world.frame_id, out.camera.frame_id
+    )
+
+
+def _depth(out: Stamped) -> Image:
+    return messages.depth_to_image(out.frame.depth, out.camera)
+
+
+def _camera_info(out: Stamped) -> CameraInfo:
+    height, width = out.frame.size
+    return messages.intrinsics_to_camera_info(out.frame.result.K, width, height, out.camera)
+
+
+def _confidence(out: Stamped) -> Image:
+    return messages.array_to_image(out.frame.result.confidence, '32FC1', out.camera)
+
+
+def _points(out: Stamped) -> PointCloud2:
+    return messages.points_to_cloud(*out.frame.cloud(), out.camera)
+
+
+def _path(out: Stamped) -> Path:
+    return Path(header=out.world, poses=list(out.path))
+
+
+OUTPUTS: tuple[Output, ...] = (
+    Output('tf', 'tf', TFMessage, '/tf', TF_QOS, _tf, always=True),
+    Output('depth', 'depth', Image, '~/depth', OUTPUT_QOS, _depth),
+    Output('camera_info', 'depth', CameraInfo, '~/depth/camera_info', OUTPUT_QOS, _camera_info),
+    Output('confidence', 'confidence', Image, '~/confidence', OUTPUT_QOS, _confidence),
+    Output('points', 'points', PointCloud2, '~/points', OUTPUT_QOS, _points),
+    Output('odometry', 'odometry', Odometry, '~/odometry', OUTPUT_QOS, _odometry),
+    Output('path', 'path', Path, '~/path', OUTPUT_QOS, _path),
+    Output('map', 'map', PointCloud2, '~/map', MAP_QOS, None),
+    Output('diagnostics', 'diagnostics', DiagnosticArray, '/diagnostics', DIAGNOSTICS_QOS, None),
+)
