@@ -118,6 +118,15 @@ def sized_image(seq, height, width):
     )
 
 
+def bad_images(seq, keep_bytes=100):
+    """An image of an encoding nobody decodes, and one with truncated data."""
+    unsupported = rgb_image(seq)
+    unsupported.encoding = 'yuv444'
+    truncated = rgb_image(seq + 1)
+    truncated.data = truncated.data[:keep_bytes]
+    return unsupported, truncated
+
+
 def stamp_of(message):
     return (
         message.transforms[0].header.stamp

@@ -31,6 +31,7 @@ from node_harness import (
     TIMEOUT,
     TOPICS,
     WIDTH,
+    bad_images,
     expected_world_points,
     known_depth,
     known_source,
@@ -200,11 +201,7 @@ def test_reset_service_starts_a_new_world(harness_factory):
 
 def test_bad_images_are_skipped_and_publishing_continues(harness_factory):
     harness = harness_factory()
-    unsupported = rgb_image(0)
-    unsupported.encoding = 'yuv444'
-    truncated = rgb_image(1)
-    truncated.data = truncated.data[:100]
-    for failures, bad in enumerate((unsupported, truncated), start=1):
+    for failures, bad in enumerate(bad_images(0), start=1):
         harness.send(bad, wait_topic=None)
         harness.diagnostics(lambda values, failures=failures: values['failed'] == str(failures))
     harness.send(rgb_image(3))

@@ -10,7 +10,7 @@ import zlib
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
-from node_harness import CAMERA, HEIGHT, NS, WIDTH, rgb_image, sized_image, stamp_of
+from node_harness import CAMERA, HEIGHT, NS, WIDTH, bad_images, rgb_image, sized_image, stamp_of
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 from sensor_msgs.msg import CompressedImage
@@ -168,10 +168,7 @@ def test_repeated_late_and_zero_stamps(harness_factory):
 
 def test_distinct_errors_are_each_logged_and_repeats_held_back(harness_factory):
     harness = harness_factory()
-    unsupported = rgb_image(0)
-    unsupported.encoding = 'yuv444'
-    truncated = rgb_image(1)
-    truncated.data = truncated.data[:10]
+    unsupported, truncated = bad_images(0, keep_bytes=10)
     for count, message in enumerate((unsupported, truncated, unsupported), start=1):
         harness.send(message, wait_topic=None)
         harness.diagnostics(lambda values, count=count: values['failed'] == str(count))
