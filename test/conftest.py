@@ -35,6 +35,12 @@ def tiny_model():
     return synthetic_model('tiny', seed=3)
 
 
+@pytest.fixture(scope='module')
+def model(tiny_model):
+    """The model a model test streams through: the tiny preset with recipe weights."""
+    return tiny_model
+
+
 @pytest.fixture
 def harness_factory():
     """Makes node harnesses (node_harness.Harness), a stand-in model by default; closes them."""

@@ -27,19 +27,27 @@ def assert_holds(cache, frames):
         assert torch.equal(cache.values[:, start : start + length], v[0])
 
 
-@pytest.mark.parametrize(
-    'sizes', [[5] * 12, [7, 3, 2, 3, 3, 1, 4, 2, 2, 5, 3, 3]], ids=['equal', 'variable']
-)
-@pytest.mark.parametrize('window', [2, 4, None])
-def test_cache_keeps_anchor_and_most_recent_frames(sizes, window):
+def fill(sizes, window):
+    """A cache and its naive twin after frames of `sizes` tokens, each committed."""
     cache, naive = LayerKVCache(window), []
     for seed, tokens in enumerate(sizes):
         if window is not None and len(naive) == window:
             del naive[1]
         naive.append(frame(tokens, seed))
         cache.new_frame()
-        keys, values = cache.extend(*naive[-1])
-        assert keys.shape == (1, HEADS, cache.num_tokens, HEAD_DIM) == values.shape
+        cache.extend(*naive[-1])
+        cache.commit()
+    return cache, naive
+
+
+@pytest.mark.parametrize(
+    'sizes', [[5] * 12, [7, 3, 2, 3, 3, 1, 4, 2, 2, 5, 3, 3]], ids=['equal', 'variable']
+)
+@pytest.mark.parametrize('window', [2, 4, None])
+def test_cache_keeps_anchor_and_most_recent_frames(sizes, window):
+    for frames in range(1, len(sizes) + 1):
+        cache, naive = fill(sizes[:frames], window)
+        assert cache.keys.shape == (HEADS, cache.num_tokens, HEAD_DIM) == cache.values.shape
         assert_holds(cache, naive)
 
 
@@ -116,19 +124,6 @@ def assert_restored(cache, before):
     spans, tokens, keys, values = before
     assert cache.spans == spans and cache.num_tokens == tokens
     assert torch.equal(cache.keys, keys) and torch.equal(cache.values, values)
-
-
-def fill(sizes, window):
-    """A cache and its naive twin after frames of `sizes` tokens, each committed."""
-    cache, naive = LayerKVCache(window), []
-    for seed, tokens in enumerate(sizes):
-        if window is not None and len(naive) == window:
-            del naive[1]
-        naive.append(frame(tokens, seed))
-        cache.new_frame()
-        cache.extend(*naive[-1])
-        cache.commit()
-    return cache, naive
 
 
 def failed_frame(cache, parts):

@@ -23,11 +23,6 @@ OUTPUTS = ('pose_enc', 'depth', 'depth_conf', 'world_points', 'world_points_conf
 
 
 @pytest.fixture(scope='module')
-def model(tiny_model):
-    return tiny_model
-
-
-@pytest.fixture(scope='module')
 def images():
     return torch.rand(FRAMES, 3, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(0))
 

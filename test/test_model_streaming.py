@@ -14,11 +14,6 @@ TOLERANCE = dict(rtol=1e-4, atol=1e-5)
 
 
 @pytest.fixture(scope='module')
-def model(tiny_model):
-    return tiny_model
-
-
-@pytest.fixture(scope='module')
 def images():
     return torch.rand(FRAMES, 3, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(0))
 

@@ -28,11 +28,6 @@ class Injected(BaseException):
 
 
 @pytest.fixture(scope='module')
-def model(tiny_model):
-    return tiny_model
-
-
-@pytest.fixture(scope='module')
 def images():
     return torch.rand(POOL, 3, HEIGHT, WIDTH, generator=torch.Generator().manual_seed(0))
 
