@@ -23,7 +23,7 @@ setup(
     entry_points={
         'console_scripts': [
             'stream_node = vggt_ros.node:main',
-            'vggt-bench = vggt_ros.bench:main',
+            'vggt-bench = vggt_ros.bench.cli:main',
             'vggt-synth = vggt_ros.synthetic:main',
             'vggt-eval = vggt_ros.evaluation.cli:main',
             'evaluate = vggt_ros.evaluation.cli:main',

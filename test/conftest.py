@@ -53,6 +53,7 @@ def harness_factory():
 
     def make(source=known_source, reconstructor=None, topics=None, **overrides):
         reconstructor = reconstructor or Reconstructor(StandInModel(source), image_width=WIDTH)
+        overrides.setdefault('diagnostics_period', 0.1)  # diagnostics checks wait less
         harnesses.append(Harness(reconstructor, topics, **overrides))
         return harnesses[-1]
 

@@ -8,7 +8,19 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from vggt_ros import bench
+from vggt_ros.bench import (
+    baselines,
+    blocks,
+    cli,
+    flops,
+    gpu,
+    harness,
+    heads,
+    memory,
+    report,
+    streams,
+    token_merging,
+)
 from vggt_ros.model import PRESETS
 from vggt_ros.model.merging import token_counts
 from vggt_ros.model.synthetic_weights import synthetic_model
@@ -18,6 +30,7 @@ TOKENS = 11
 WINDOW, CACHED, REPEATS = 2, 4, 2
 MERGE_SIZE = (56, 84)  # 4 x 6 patches: 29 tokens, 13 kept when merged
 MERGE_WINDOWS = (2, 3)
+EVAL_FRAMES = 60
 
 
 pytestmark = pytest.mark.usefixtures('single_torch_thread')
@@ -30,7 +43,7 @@ def model():
 
 @pytest.fixture(scope='module')
 def result(model):
-    return bench.bench_model(model, SIZE, WINDOW, CACHED, REPEATS, warmup=1)
+    return streams.bench_model(model, SIZE, WINDOW, CACHED, REPEATS, warmup=1)
 
 
 def assert_stats(figure):
@@ -83,9 +96,9 @@ def test_kv_bytes_match_the_closed_form(model, result):
 def test_reference_style_session_reproduces_ours_from_the_first_frame(model):
     images = torch.rand(4, 3, *SIZE, generator=torch.Generator().manual_seed(1))
     ours = model.new_session()
-    reference = bench.fork_reference_style(model.new_session(), SIZE)
+    reference = baselines.fork_reference_style(model.new_session(), SIZE)
     for image in images:
-        assert bench.max_difference(reference.step(image), ours.step(image)) <= 1e-6
+        assert harness.max_difference(reference.step(image), ours.step(image)) <= 1e-6
     config = model.config
     head_dim = config.embed_dim // config.num_heads
     assert reference.caches[0][0].keys.shape == (1, config.num_heads, 4, TOKENS, head_dim)
@@ -95,7 +108,7 @@ def test_reference_style_session_reproduces_ours_from_the_first_frame(model):
 
 
 def test_block_vs_reference_times_both_at_the_cached_frame():
-    section = bench.block_vs_reference(PRESETS['tiny'], SIZE, CACHED, REPEATS)
+    section = blocks.block_vs_reference(PRESETS['tiny'], SIZE, CACHED, REPEATS)
     assert section['tokens_per_frame'] == TOKENS
     assert section['cached_frames'] == CACHED
     assert section['cached_tokens'] == CACHED * TOKENS  # the window stays full, never grows
@@ -119,61 +132,78 @@ def assert_merging_rows(rows, tokens, kept):
 
 def test_block_merging_caches_fewer_tokens_per_merged_frame():
     config = PRESETS['tiny']
-    section = bench.block_merging(config, MERGE_SIZE, MERGE_WINDOWS, REPEATS)
-    kept = token_counts(bench.MERGING, 4, 6, 5).kept
+    section = token_merging.block_merging(config, MERGE_SIZE, MERGE_WINDOWS, REPEATS)
+    kept = token_counts(token_merging.MERGING, 4, 6, 5).kept
     assert section['tokens_per_frame'] == 29 and section['kept_per_merged_frame'] == kept == 13
     assert_merging_rows(section['windows'], 29, kept)
     assert section['target'] == {
-        'window': bench.MERGE_TARGET_WINDOW,
-        'target': bench.MERGE_TARGET,
+        'window': token_merging.MERGE_TARGET_WINDOW,
+        'target': token_merging.MERGE_TARGET,
         'ratio': None,
         'met': None,
     }
 
 
 def test_merging_target_reads_the_target_window():
-    rows = [{'window': bench.MERGE_TARGET_WINDOW, 'ratio': bench.MERGE_TARGET}]
-    assert bench.merging_target(rows)['met'] is True
-    rows[0]['ratio'] = 0.99 * bench.MERGE_TARGET
-    assert bench.merging_target(rows)['met'] is False
+    rows = [{'window': token_merging.MERGE_TARGET_WINDOW, 'ratio': token_merging.MERGE_TARGET}]
+    assert token_merging.merging_target(rows)['met'] is True
+    rows[0]['ratio'] = 0.99 * token_merging.MERGE_TARGET
+    assert token_merging.merging_target(rows)['met'] is False
 
 
 def test_merging_steps_stream_sessions_off_and_on(model):
-    section = bench.merging_steps(model, MERGE_SIZE, MERGE_WINDOWS, REPEATS)
+    section = token_merging.merging_steps(model, MERGE_SIZE, MERGE_WINDOWS, REPEATS)
     assert section['tokens_per_frame'] == 29 and section['repeats'] == REPEATS
     assert_merging_rows(section['windows'], 29, 13)
 
 
 def test_main_writes_json_and_markdown(tmp_path, capsys):
-    bench.main(
+    cli.main(
         ['--presets', 'tiny', '--tiny-size', '28x42', '--window', '2', '--cached', '3']
         + ['--tiny-repeats', '2', '--warmup', '0', '--out', str(tmp_path)]
         + ['--block-size', '28x42', '--block-repeats', '1', '--merge-windows', '2', '32']
         + ['--memory-frames', '64', '--node-frames', '1', '--gpu-frames', '1']
-        + ['--chaos-frames', '60']
+        + ['--chaos-frames', '60', '--heads-preset', 'tiny', '--heads-size', '28x42']
+        + ['--eval-frames', str(EVAL_FRAMES)]
     )
-    report = json.loads((tmp_path / 'bench.json').read_text())
-    assert [result['preset'] for result in report['results']] == ['tiny']
-    assert [result['preset'] for result in report['merging_steps']] == ['tiny']
-    assert report['global_block']['cached_frames'] == 3
-    assert report['block_merging']['target']['met'] in (True, False)
-    assert report['environment']['threads'] == 1
+    written = json.loads((tmp_path / 'bench.json').read_text())
+    assert [result['preset'] for result in written['results']] == ['tiny']
+    assert [result['preset'] for result in written['merging_steps']] == ['tiny']
+    assert written['global_block']['cached_frames'] == 3
+    assert written['block_merging']['target']['met'] in (True, False)
+    assert written['environment']['threads'] == 1
     markdown = (tmp_path / 'bench.md').read_text()
-    assert markdown == bench.markdown(report)
+    assert markdown == report.markdown(written)
     assert markdown in capsys.readouterr().out
     headings = ('## 1.', '## 2.', '## 3.', '## 4.', '## 5.', '(a) ', '(b) ', 'Target at window 32')
-    headings += ('(d)/(a)', '## 6.', '## 7.', '## 8.', '## 9.', '## 10.')
+    headings += ('(d)/(a)', '## 6.', '## 7.', '## 8.', '## 9.', '## 10.', '## 11.', '## 12.')
     assert all(heading in markdown for heading in headings)
-    chaos = report['chaos']
+    chaos = written['chaos']
     assert chaos['stuck_periods'] == 0 and chaos['counts']['received'] >= 60
     counts = chaos['counts']
     accounted = sum(counts[name] for name in ('processed', 'dropped', 'skipped', 'failed'))
     assert counts['received'] == accounted and counts['failed'] > 0
+    assert written['heads']['preset'] == 'tiny' and written['heads']['frames'] == 2
+    evaluator = written['evaluator']
+    assert evaluator['processed'] == evaluator['depth_scored'] == EVAL_FRAMES  # depth scored
+    assert evaluator['warmup_frames'] == EVAL_FRAMES // 10
+    assert 0 < evaluator['rss_warmup_end'] and 0 < evaluator['rss_end']
+
+
+def test_heads_on_demand_times_the_point_head_beside_the_needed_ones(model):
+    section = heads.heads_on_demand(model, SIZE, frames=REPEATS, window=WINDOW)
+    assert section['heads'] == {'needed': ['camera', 'depth'], 'all': ['camera', 'depth', 'point']}
+    assert_stats(section['needed_s'])
+    assert_stats(section['all_s'])
+    assert section['all_over_needed'] == section['all_s']['median'] / section['needed_s']['median']
+    assert section['point_host_bytes_per_frame'] == (3 + 1) * 4 * SIZE[0] * SIZE[1]
+    assert section['max_abs_difference'] == 0  # the heads share nothing but their inputs
+    assert report.heads_markdown({'preset': 'tiny', **section})[1].startswith('## 11.')
 
 
 def test_bad_size_is_a_usage_error():
     with pytest.raises(SystemExit):
-        bench.parse_args(['--size', '42'])
+        cli.parse_args(['--size', '42'])
 
 
 def test_frame_n_times_the_naive_window_beside_ours(result):
@@ -191,31 +221,33 @@ def test_closed_form_dpt_flops_match_a_counted_step(model):
     with FlopCounterMode(display=False) as counter:
         session.step(image)
     counted = sum(counter.get_flop_counts()['DPTHead'].values())
-    flops = bench.model_flops(model.config, MERGE_SIZE, frames=2)
-    assert flops['dpt_heads'] == pytest.approx(counted, rel=0.01)
-    assert flops['total'] == sum(value for name, value in flops.items() if name != 'total')
+    parts = flops.model_flops(model.config, MERGE_SIZE, frames=2)
+    assert parts['dpt_heads'] == pytest.approx(counted, rel=0.01)
+    assert parts['total'] == sum(value for name, value in parts.items() if name != 'total')
 
 
 def test_efficiency_and_memory_sections():
-    matmul = bench.matmul_throughput(2, size=(64, 64, 64))
+    matmul = flops.matmul_throughput(2, size=(64, 64, 64))
     assert matmul['flops_per_s'] > 0
     step = {'min': 0.01, 'median': 0.01, 'max': 0.01}
-    eff = bench.efficiency(PRESETS['tiny'], SIZE, WINDOW, step, matmul)
+    eff = flops.efficiency(PRESETS['tiny'], SIZE, WINDOW, step, matmul)
     assert eff['fraction_of_matmul'] == eff['achieved_flops_per_s'] / matmul['flops_per_s']
-    memory = bench.memory_growth(synthetic_model('tiny'), SIZE, WINDOW, frames=16)
-    assert memory['cache_slope_bytes_per_frame'] == pytest.approx(0, abs=1e-6)
-    assert memory['rss_first_last'][0] > 0
+    growth = memory.memory_growth(synthetic_model('tiny'), SIZE, WINDOW, frames=16)
+    assert growth['cache_slope_bytes_per_frame'] == pytest.approx(0, abs=1e-6)
+    assert growth['rss_first_last'][0] > 0
 
 
 def test_node_overhead_through_real_rclpy(model):
-    section = bench.node_overhead(model, repeats=2, frames=2, results=[])
+    from vggt_ros.bench import node  # noqa: PLC0415 - the benchmark imports it only with rclpy
+
+    section = node.node_overhead(model, repeats=2, frames=2, results=[])
     assert_stats(section['publishing']['total_s'])
     assert_stats(section['end_to_end']['overhead_s'])
-    lines = bench.node_markdown(section)
+    lines = report.node_markdown(section)
     assert lines[1].startswith('## 7.')
 
 
 def test_gpu_section_says_when_it_skipped():
     if torch.cuda.is_available():
         pytest.skip('a GPU is present: section 9 runs in the benchmark')
-    assert 'skipped' in bench.gpu_frames_per_s(1)
+    assert 'skipped' in gpu.gpu_frames_per_s(1)

@@ -7,7 +7,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vggt_ros import bench
+from vggt_ros.bench.baselines import fork_reference_style
+from vggt_ros.bench.harness import max_difference
 from vggt_ros.model import MergingConfig
 
 HEIGHT, WIDTH = 28, 42  # 2 x 3 patches, 11 tokens per frame
@@ -159,7 +160,7 @@ def test_failed_first_frame_leaves_a_fresh_session(model, images):
 
 def test_reference_style_cache_drops_the_failed_frame(model, images):
     """The benchmark's reference-style global cache (swapped in) rolls back with the others."""
-    reference = bench.fork_reference_style(model.new_session(), (HEIGHT, WIDTH))
+    reference = fork_reference_style(model.new_session(), (HEIGHT, WIDTH))
     ours = model.new_session()
     for image in images[:2]:
         reference.step(image)
@@ -167,7 +168,7 @@ def test_reference_style_cache_drops_the_failed_frame(model, images):
     with failing(model, 'camera-trunk'):
         reference.step(images[2])
     assert reference.window_fill == 2 and reference.caches[0][0].keys.shape[2] == 2
-    assert bench.max_difference(reference.step(images[3]), ours.step(images[3])) <= 1e-6
+    assert max_difference(reference.step(images[3]), ours.step(images[3])) <= 1e-6
 
 
 OPS = st.one_of(

@@ -23,7 +23,7 @@ from vggt_ros.evaluation import ground_truth, metrics
 from vggt_ros.evaluation.bag_io import BagError, open_bag
 from vggt_ros.evaluation.replay import Replay, replay
 from vggt_ros.evaluation.report import RANDOM_WEIGHTS_BANNER, write_report
-from vggt_ros.pipeline import StreamPipeline, reconstructor_from_parameters
+from vggt_ros.pipeline import Outcome, StreamPipeline, reconstructor_from_parameters
 from vggt_ros.reconstructor import Reconstructor
 
 EXIT_USAGE = 2
@@ -165,13 +165,13 @@ def score(result: Replay, truth: ground_truth.Trajectory | None, max_diff: float
     return scored
 
 
-def run(
+def replay_bag(
     args: argparse.Namespace,
     values: dict[str, Any],
     reconstructor: Reconstructor,
-    random_weights: bool,
-) -> Path:
-    """Replay the bag through the node's pipeline, score it and write the report; its path."""
+    on_outcome: Callable[[Outcome], None] | None = None,
+) -> tuple[Replay, ground_truth.Trajectory | None]:
+    """The bag through the node's pipeline: what it said, and the GT trajectory if any."""
     pipeline = StreamPipeline(reconstructor, values)
     with open_bag(args.bag) as reader:
         truth = load_ground_truth(args, reader)
@@ -184,7 +184,19 @@ def run(
             args.max_frames,
             args.max_time_diff,
             progress=not args.quiet,
+            on_outcome=on_outcome,
         )
+    return result, truth
+
+
+def run(
+    args: argparse.Namespace,
+    values: dict[str, Any],
+    reconstructor: Reconstructor,
+    random_weights: bool,
+) -> Path:
+    """Replay the bag through the node's pipeline, score it and write the report; its path."""
+    result, truth = replay_bag(args, values, reconstructor)
     if not len(result.trajectory):
         raise ValueError(
             f'no frame of {args.image_topic} could be processed: {dict(result.counts)}'

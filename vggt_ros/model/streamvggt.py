@@ -294,13 +294,6 @@ class StreamSession:
         self._frames_seen = 0
         self._image_size = None
 
-    def _swap_global_cache(self, cache: KVCache) -> None:
-        """Protected seam for the benchmark (vggt_ros.bench): put another cache with KVCache's
-        interface (new_frame, commit, rollback, reset, num_frames, nbytes, backup_nbytes,
-        [layer].extend) behind the global blocks, e.g. a reference-style one, keeping the rest of
-        the session's state."""
-        self._caches[0] = self._tokens = cache
-
     @torch.inference_mode()
     def step(self, image: Tensor) -> dict[str, Tensor]:
         """image [3, H, W] in [0, 1] -> pose_enc [9], depth, depth_conf, world_points_conf [H, W],

@@ -1,32 +1,34 @@
-"""vggt-bench section 7 and the soak test's harness: the node's own cost, through real rclpy.
+"""Sections 7 and 10: the node's own cost and a chaos soak through it, over real rclpy.
 
-Kept apart from vggt_ros.bench so that the benchmark runs (and says it skipped this) where rclpy
-cannot be imported.
+Imported only where rclpy is (vggt_ros.bench.cli says it skipped these otherwise).
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_msgs.msg import Header
+from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
 from vggt_ros import messages
-from vggt_ros.bench import rss_bytes, slope, stats, timed
-from vggt_ros.node import StreamNode
+from vggt_ros.bench.blocks import BLOCK_PRESET
+from vggt_ros.bench.flops import model_flops
+from vggt_ros.bench.harness import rss_bytes, slope, stats, timed
+from vggt_ros.bench.node_run import NodeRun, RecordingReconstructor
+from vggt_ros.model import PRESETS, StreamVGGT
 from vggt_ros.outputs import FrameOutputs, OutputOptions
-from vggt_ros.reconstructor import FrameResult, Reconstructor
+from vggt_ros.reconstructor import FrameResult
 
 CLOUD_SIZE = (392, 518)  # height, width of the published depth and cloud
-TIMEOUT_S = 30.0
+TF_ONLY = {'/tf': TFMessage}  # what the peer listens to: the node computes nothing else
+NS_PER_S = 1_000_000_000
 
 
 def synthetic_result(size: tuple[int, int] = CLOUD_SIZE) -> FrameResult:
@@ -104,84 +106,18 @@ def publish_overhead(repeats: int, size: tuple[int, int] = CLOUD_SIZE) -> dict[s
     }
 
 
-class RecordingReconstructor(Reconstructor):
-    """A Reconstructor that keeps, per step, its timings and the session's cache bytes (read in
-    the worker thread, between steps)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.steps: list[dict[str, float]] = []
-
-    def step(self, rgb: np.ndarray, stamp: float | None = None) -> FrameResult:
-        result = super().step(rgb, stamp)
-        self.steps.append({**result.timings, 'cache_bytes': self.session.cache_bytes})
-        return result
-
-
-class NodeRun:
-    """A StreamNode in its own Context beside a peer that publishes images and records when each
-    TF arrives, both spun by one executor in a background thread."""
-
-    def __init__(self, reconstructor: Reconstructor, **overrides: Any) -> None:
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = StreamNode(
-            reconstructor=reconstructor,
-            context=self.context,
-            parameter_overrides=[Parameter(k, value=v) for k, v in overrides.items()],
-        )
-        self.peer = rclpy.create_node('vggt_bench_peer', context=self.context)
-        self.tf_at: dict[int, float] = {}  # stamp (ns) -> perf_counter when its TF arrived
-        self.peer.create_subscription(TFMessage, '/tf', self._on_tf, 100)
-        self.images = self.peer.create_publisher(Image, 'image', 10)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.executor.add_node(self.peer)
-        self._spinner = threading.Thread(target=self.executor.spin, daemon=True)
-        self._spinner.start()
-        self.wait(lambda: self.images.get_subscription_count() > 0, 'the node to subscribe')
-        self.wait(lambda: self.node.count_subscribers('/tf') > 0, 'the TF listener to match')
-
-    def _on_tf(self, message: TFMessage) -> None:
-        stamp = message.transforms[0].header.stamp
-        self.tf_at[stamp.sec * 1_000_000_000 + stamp.nanosec] = time.perf_counter()
-
-    @staticmethod
-    def wait(condition: Any, what: str, timeout: float = TIMEOUT_S) -> None:
-        deadline = time.monotonic() + timeout
-        while not condition():
-            if time.monotonic() > deadline:
-                raise TimeoutError(f'timed out waiting for {what}')
-            time.sleep(0.001)
-
-    def send(self, rgb: np.ndarray, index: int) -> tuple[int, float]:
-        """Publish frame `index` (stamped index + 1 s) and return its stamp (ns) and send time."""
-        header = Header(stamp=Time(sec=index + 1), frame_id='camera')
-        message = messages.array_to_image(rgb, 'rgb8', header)
-        sent = time.perf_counter()
-        self.images.publish(message)
-        return (index + 1) * 1_000_000_000, sent
-
-    def close(self) -> None:
-        self.executor.shutdown()
-        self._spinner.join(timeout=TIMEOUT_S)
-        self.node.destroy_node()
-        self.peer.destroy_node()
-        rclpy.shutdown(context=self.context)
-
-
 def end_to_end(reconstructor: RecordingReconstructor, size: tuple[int, int], frames: int) -> dict:
     """Image published -> TF received through real rclpy, one frame at a time (no drops), minus
     the model's time in that step; the first frame is untimed."""
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
-    run = NodeRun(reconstructor)
+    run = NodeRun(reconstructor, TF_ONLY, history=0)
     latency = []
     try:
         for index in range(frames + 1):
-            stamp, sent = run.send(rgb, index)
-            run.wait(lambda stamp=stamp: stamp in run.tf_at, f'the TF of frame {index}')
-            latency.append(run.tf_at[stamp] - sent)
+            stamp = (index + 1) * NS_PER_S
+            sent = run.send_array(rgb, stamp)
+            latency.append(run.arrival('/tf', stamp) - sent)
     finally:
         run.close()
     model = [step['model'] for step in reconstructor.steps]
@@ -195,7 +131,26 @@ def end_to_end(reconstructor: RecordingReconstructor, size: tuple[int, int], fra
     }
 
 
+def node_overhead(
+    model: StreamVGGT, repeats: int, frames: int, results: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Section 7: the node's publishing cost per frame at 518x392, over the 1B step at that size
+    (closed-form FLOPs at the rate the 1B run achieved in section 6: an estimate, since that step
+    takes tens of seconds on a CPU), and end-to-end latency minus model time (tiny preset)."""
+    section = {'publishing': publish_overhead(repeats)}
+    big = next((result for result in results if result['preset'] == BLOCK_PRESET), None)
+    if big is not None:
+        rate = big['efficiency']['achieved_flops_per_s']
+        step = model_flops(PRESETS[BLOCK_PRESET], CLOUD_SIZE, big['window'])['total'] / rate
+        section['model_step_estimate_s'] = step
+        section['fraction_of_step'] = section['publishing']['total_s']['median'] / step
+    reconstructor = RecordingReconstructor(model, image_width=CLOUD_SIZE[1])
+    section['end_to_end'] = end_to_end(reconstructor, CLOUD_SIZE, frames)
+    return section
+
+
 CHAOS_SIZE = (42, 70)  # the model's own size at image_width 70
+CHAOS_WINDOW = 16
 CHAOS_BAD_EVERY = 20  # 5% bad frames
 CHAOS_RSS_SAMPLES = 100
 CHAOS_RESET_EVERY, CHAOS_FLIP_EVERY, CHAOS_LOOP_EVERY = 500, 250, 1000
@@ -222,16 +177,15 @@ def _bad_frame(rgb: np.ndarray, header: Header, kind: int) -> Image:
     return message
 
 
-def chaos_soak(model: Any, frames: int, seed: int = 0) -> dict[str, Any]:
+def chaos_soak(model: StreamVGGT, frames: int, seed: int = 0) -> dict[str, Any]:
     """Section 10: `frames` through the node (tiny preset, window 16, real rclpy) with 5% bad
     frames, a ~/reset every 500 frames, a parameter flip every 250 and a looping stamp every
     1000. Each frame is awaited until the node has accounted for it: a frame not accounted for
     within CHAOS_STUCK_S is a stuck period (and sent again, in case the best-effort middleware
     lost it). RSS is sampled CHAOS_RSS_SAMPLES times."""
-    from std_srvs.srv import Trigger  # noqa: PLC0415 - with the other ROS imports' users
-
-    reconstructor = RecordingReconstructor(model, image_width=CHAOS_SIZE[1], window=16)
-    run = NodeRun(reconstructor, window_size=16, image_width=CHAOS_SIZE[1])
+    width = CHAOS_SIZE[1]
+    reconstructor = RecordingReconstructor(model, image_width=width, window=CHAOS_WINDOW)
+    run = NodeRun(reconstructor, TF_ONLY, history=0, window_size=CHAOS_WINDOW, image_width=width)
     reset = run.peer.create_client(Trigger, 'vggt_stream/reset')
     rng = np.random.default_rng(seed)
     images = rng.integers(0, 256, (8, *CHAOS_SIZE, 3), dtype=np.uint8)
@@ -243,8 +197,7 @@ def chaos_soak(model: Any, frames: int, seed: int = 0) -> dict[str, Any]:
         run.wait(reset.service_is_ready, 'the reset service')
         for index in range(frames):
             if index and index % CHAOS_RESET_EVERY == 0:
-                future = reset.call_async(Trigger.Request())
-                run.wait(future.done, 'the reset response')
+                run.call(reset.call_async(Trigger.Request()))
             if index and index % CHAOS_FLIP_EVERY == 0:
                 name, value = CHAOS_FLIPS[(index // CHAOS_FLIP_EVERY) % len(CHAOS_FLIPS)]
                 run.node.set_parameters([Parameter(name, value=value)])
@@ -261,7 +214,7 @@ def chaos_soak(model: Any, frames: int, seed: int = 0) -> dict[str, Any]:
             )
             started = time.perf_counter()
             for attempt in range(3):
-                run.images.publish(message)
+                run.send(message, wait_topic=None)
                 try:
                     done = lambda target=sent + 1: _accounted(stats_, target)  # noqa: E731
                     run.wait(done, 'a frame', CHAOS_STUCK_S)
@@ -287,7 +240,7 @@ def chaos_soak(model: Any, frames: int, seed: int = 0) -> dict[str, Any]:
         'wait_s': stats(waits),
         'rss_first_last': [rss[0], rss[-1]],
         'rss_slope_bytes_per_frame': slope(rss) / sample_every,
-        'cache_bytes_distinct_after_fill': len(set(cache[16:])),
+        'cache_bytes_distinct_after_fill': len(set(cache[CHAOS_WINDOW:])),
     }
 
 
