@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from vggt_ros.evaluation.metrics import DepthAccumulator
-from vggt_ros.evaluation.replay import DepthMatcher
+from vggt_ros.evaluation.replay import MAX_PENDING, DepthMatcher
 
 MS = 1_000_000
 
@@ -98,3 +98,13 @@ def test_the_streaming_join_finds_the_nearest_truth_as_a_full_index_would(
             assert got is None
         else:
             assert got is not None and abs(truths[got] - stamp) == abs(truths[expected] - stamp)
+
+
+def test_frames_without_any_depth_image_are_settled_not_held():
+    settled = []
+    matcher = DepthMatcher(10 * MS, lambda frame, truth: settled.append((frame, truth)))
+    for index in range(100):  # the depth stream stopped: no truth ever comes
+        matcher.add_prediction(index * 30 * MS, index)
+    assert len(settled) >= 100 - MAX_PENDING and all(truth is None for _, truth in settled)
+    matcher.finish()
+    assert [frame for frame, _ in settled] == list(range(100))

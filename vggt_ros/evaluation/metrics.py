@@ -71,7 +71,9 @@ class DepthAccumulator:
 
     def __init__(self, capacity: int = RESERVOIR_PIXELS, seed: int = 0) -> None:
         self.capacity = capacity
-        self._pairs = np.empty((capacity, 2), np.float32)
+        # Touched now, not as it fills: the evaluator's memory is constant from the first frame.
+        self._pairs = np.zeros((capacity, 2), np.float32)
+        self._pairs.fill(0.0)
         self._filled = 0
         self.seen = 0
         self._rng = np.random.default_rng(seed)

@@ -31,6 +31,7 @@ from vggt_ros.pipeline import Outcome, StreamPipeline
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
 DEPTH_TYPES = ('sensor_msgs/msg/Image',)
 STRIP_FRAMES = 4
+MAX_PENDING = 16  # predictions waiting for their depth image, at most
 
 
 @dataclass
@@ -83,8 +84,9 @@ class DepthMatcher:
 
     RGB-D drivers stamp colour and depth separately (TUM RGB-D: up to ~20 ms apart), so the truth
     may come just before or just after its frame. A prediction is settled once a truth stamped
-    more than max_diff after it has been seen, or at `finish()`; `on_pair(payload, message)`
-    then gets it, with None when nothing was within reach.
+    more than max_diff after it has been seen, once MAX_PENDING later predictions wait behind it
+    (a depth stream that stopped must not hold every frame), or at `finish()`;
+    `on_pair(payload, message)` then gets it, with None when nothing was within reach.
     """
 
     def __init__(self, max_diff_ns: int, on_pair: Callable[[Any, object | None], None]) -> None:
@@ -119,6 +121,7 @@ class DepthMatcher:
     def _settle(self, latest_truth: int | None, everything: bool = False) -> None:
         while self._pending and (
             everything
+            or len(self._pending) > MAX_PENDING
             or (
                 latest_truth is not None
                 and latest_truth > self._pending[0].stamp + self.max_diff_ns
@@ -214,7 +217,8 @@ def replay(
             if index // stride in strip_at:
                 slot = len(out.strip)
                 out.strip.append((result.colours, result.depth, None))
-            matcher.add_prediction(outcome.stamp_ns, (result.depth, slot))
+            if depth_topic:
+                matcher.add_prediction(outcome.stamp_ns, (result.depth, slot))
     matcher.finish()
     out.wall_seconds = time.perf_counter() - start
     poses = np.stack(poses) if poses else np.empty((0, 4, 4))
