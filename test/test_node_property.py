@@ -172,7 +172,7 @@ class NodeProcess:
         return [
             m.msg
             for m in self.messages('/rosout')
-            if m.name == 'vggt_stream' and 'starting a new world' in m.msg
+            if m.name == 'vggt_stream' and 'starting a new session' in m.msg
         ]
 
     def close(self):

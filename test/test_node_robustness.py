@@ -19,7 +19,7 @@ from std_srvs.srv import Trigger
 from vggt_ros import messages
 from vggt_ros.node import StartupError, StreamNode
 
-NEW_WORLD = 'starting a new world'
+NEW_SESSION = 'starting a new session'
 
 
 def z_of(tf):
@@ -72,7 +72,7 @@ def test_one_bad_frame_never_resets_the_world(harness_factory, size):
     image = rgb_image(3)
     assert z_of(harness.send(image)) == pytest.approx(1.5)
     assert len(harness.wait_for(f'{NS}/path', image.header.stamp).poses) == 3
-    assert not harness.logs(NEW_WORLD)
+    assert not harness.logs(NEW_SESSION)
 
 
 def test_every_reset_cause_after_a_requested_reset_works_and_is_logged_once(harness_factory):
@@ -80,19 +80,20 @@ def test_every_reset_cause_after_a_requested_reset_works_and_is_logged_once(harn
     reset = reset_client(harness)
     harness.send(rgb_image(0))
     assert reset()
-    assert z_of(harness.send(rgb_image(1))) == pytest.approx(0.0)  # requested
+    assert z_of(harness.send(rgb_image(1))) == pytest.approx(0.0)  # requested: the origin
     assert z_of(harness.send(rgb_image(2))) == pytest.approx(1.0)
-    assert z_of(harness.send(rgb_image(3, height=HEIGHT - 14))) == pytest.approx(0.0)  # size
-    assert z_of(harness.send(rgb_image(4, height=HEIGHT - 14))) == pytest.approx(1.0)
+    # Automatic resets start a new session at the last pose: no jump, then on from there.
+    assert z_of(harness.send(rgb_image(3, height=HEIGHT - 14))) == pytest.approx(1.0)  # size
+    assert z_of(harness.send(rgb_image(4, height=HEIGHT - 14))) == pytest.approx(2.0)
     looped = rgb_image(5, height=HEIGHT - 14, stamp=Time(sec=50))
-    assert z_of(harness.send(looped)) == pytest.approx(0.0)  # time went back 54 s
+    assert z_of(harness.send(looped)) == pytest.approx(2.0)  # time went back 54 s
     assert reset()  # right after an automatic reset
     assert z_of(harness.send(rgb_image(6, height=HEIGHT - 14))) == pytest.approx(0.0)
     assert z_of(harness.send(rgb_image(7, height=HEIGHT - 14))) == pytest.approx(1.0)
     values = harness.diagnostics(lambda values: values['processed'] == '8')
     assert values['resets'] == '4' and values['failed'] == '0'
-    harness.wait(lambda: len(harness.logs(NEW_WORLD)) == 4, 'four reset log lines')
-    causes = harness.logs(NEW_WORLD)
+    harness.wait(lambda: len(harness.logs(NEW_SESSION)) == 4, 'four reset log lines')
+    causes = harness.logs(NEW_SESSION)
     assert ['requested' in causes[0], 'size changed' in causes[1]] == [True, True]
     assert 'backwards by 54.' in causes[2] and 'requested' in causes[3]
 

@@ -61,6 +61,23 @@ def test_a_model_failure_is_undone_and_keeps_the_map():
     assert z(stream.process(frame(), 3 * SECOND, 0, VALUES)) == pytest.approx(1.0)
 
 
+def test_an_automatic_reset_continues_from_the_last_pose_turned_and_all():
+    stream = pipeline()
+    poses = [stream.process(frame(), (1 + i) * SECOND, 0, VALUES).frame.pose for i in range(3)]
+    resized = stream.process(frame(HEIGHT - 14), 4 * SECOND, 0, VALUES)
+    assert resized.reset.startswith('image size changed') and not resized.history_cleared
+    np.testing.assert_allclose(resized.frame.pose, poses[2], atol=1e-12)
+    # The new session's second frame moved +1 along its first camera's optical z, which is the
+    # turned camera of the old session's third frame.
+    moved = stream.process(frame(HEIGHT - 14), 5 * SECOND, 0, VALUES).frame.pose
+    np.testing.assert_allclose(moved[:3, 3], poses[2][:3, 3] + poses[2][:3, 2], atol=1e-6)
+    stream.request_reset()
+    restarted = stream.process(frame(HEIGHT - 14), 6 * SECOND, 0, VALUES)
+    assert restarted.history_cleared  # the map holds this frame's voxels only
+    assert 0 < len(stream.map) <= len(restarted.frame.world_points()[0])
+    np.testing.assert_allclose(restarted.frame.pose, np.eye(4), atol=1e-12)
+
+
 def test_new_units_clear_the_history_without_a_reset():
     stream = pipeline()
     stream.process(frame(), SECOND, 0, VALUES)
@@ -72,10 +89,13 @@ def test_new_units_clear_the_history_without_a_reset():
 def test_resets_skips_and_merging_follow_the_values():
     stream = pipeline()
     stream.process(frame(), 10 * SECOND, 0, VALUES)
-    late = stream.process(frame(), 10 * SECOND - 1, 0, VALUES)
+    last = stream.process(frame(), 11 * SECOND, 0, VALUES)
+    late = stream.process(frame(), 11 * SECOND - 1, 0, VALUES)
     assert (late.status, late.kind) == ('skipped', 'out-of-order stamp')
+    points = len(stream.map)
     looped = stream.process(frame(), SECOND, 0, VALUES)
-    assert looped.reset and looped.history_cleared and z(looped) == pytest.approx(0.0)
+    assert looped.reset and not looped.history_cleared and len(stream.map) >= points
+    np.testing.assert_array_equal(looped.frame.pose, last.frame.pose)  # no jump at the reset
     merged = {**VALUES, 'merging.enabled': True}
     stream.process(frame(), 2 * SECOND, 0, merged)
     assert stream.merging and stream.reconstructor.session.merging is not None

@@ -294,12 +294,11 @@ class StreamNode(Node):
         return camera
 
     def _log_reset(self, cause: str) -> None:
-        """Say why the world restarted, once (never throttled: each reset loses the map)."""
-        requested = cause == RESET_REQUESTED
-        self._log(
-            LoggingSeverity.INFO if requested else LoggingSeverity.WARN,
-            f'{cause}: starting a new world',
-        )
+        """Say why a new session started, once (never throttled)."""
+        if cause == RESET_REQUESTED:
+            self._log(LoggingSeverity.INFO, f'{cause}: starting a new session at the origin')
+        else:
+            self._log(LoggingSeverity.WARN, f'{cause}: starting a new session at the last pose')
         self._stats.count('resets')
 
     def _fail(self, kind: str, error: str) -> None:

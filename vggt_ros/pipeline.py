@@ -10,18 +10,19 @@ publishes starts again.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from vggt_ros import params
-from vggt_ros.continuity import StreamContinuity
+from vggt_ros.continuity import RESET_REQUESTED, StreamContinuity
 from vggt_ros.frame_size import FrameSizeError, model_size
 from vggt_ros.mapping import VoxelMap
 from vggt_ros.model import default_device
 from vggt_ros.outputs import FrameOutputs, OutputOptions
 from vggt_ros.reconstructor import Reconstructor
+from vggt_ros.stream_types import FrameResult
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,8 @@ class Outcome:
     status: 'processed', 'skipped' (on purpose) or 'failed' (it could not be used).
     kind: why it was skipped or failed ('repeated stamp', 'image too small', 'model', ...).
     error: the failure's message. reset: why the world restarted before this frame, if it did.
-    warning: something to tell the user once. history_cleared: the path and map were cleared.
+    warning: something to tell the user once. history_cleared: the path and map were cleared
+        (on ~/reset and on new units; an automatic reset keeps them, the world continuing).
     frame: the outputs of a processed frame, stamped `stamp_ns`.
     """
 
@@ -59,6 +61,10 @@ class StreamPipeline:
         self._scale = values['scale']  # the units of the path and the map so far
         self._merging = params.merging_options(values)
         reconstructor.set_merging(self._merging)
+        # The session's world in the published one (model units, optical axes): identity until an
+        # automatic reset, which anchors the new session at the last published camera pose.
+        self._world_from_session = np.eye(4)
+        self._last_pose = np.eye(4)
 
     def request_reset(self) -> None:
         """Start a new world before the next frame (any thread)."""
@@ -85,8 +91,9 @@ class StreamPipeline:
         stamp_ns, warning = admission.stamp_ns, admission.warning
         if admission.skip:
             return Outcome('skipped', stamp_ns, kind=admission.skip, warning=warning)
+        cleared = admission.reset == RESET_REQUESTED
         if admission.reset:
-            self._new_world()
+            self._new_world(continuous=not cleared)
         self._sync_merging(values)
         try:
             result = self.reconstructor.step(rgb, stamp_ns * 1e-9)
@@ -98,9 +105,11 @@ class StreamPipeline:
                 error=f'the model failed on a frame, skipped it: {error!r}',
                 reset=admission.reset,
                 warning=warning,
-                history_cleared=admission.reset is not None,
+                history_cleared=cleared,
             )
         self.continuity.processed(size, stamp_ns)
+        result = self._in_world(result)
+        self._last_pose = result.world_from_camera
         rescaled = values['scale'] != self._scale
         if rescaled:  # new units: what was accumulated in the old ones goes
             self._clear_history()
@@ -113,14 +122,32 @@ class StreamPipeline:
             stamp_ns,
             reset=admission.reset,
             warning=warning,
-            history_cleared=admission.reset is not None or rescaled,
+            history_cleared=cleared or rescaled,
             frame=frame,
         )
 
-    def _new_world(self) -> None:
+    def _new_world(self, continuous: bool) -> None:
+        """A new session. `continuous` (automatic resets: the stream broke, the robot did not
+        move) anchors it at the last published pose and keeps the path and map; otherwise (the
+        user's ~/reset) the world restarts at the origin."""
         self.reconstructor.reset()
         self.continuity.started_new_world()
-        self._clear_history()
+        if continuous:
+            self._world_from_session = self._last_pose
+        else:
+            self._world_from_session = self._last_pose = np.eye(4)
+            self._clear_history()
+
+    def _in_world(self, result: FrameResult) -> FrameResult:
+        """The session's result with its pose in the published world."""
+        if np.array_equal(self._world_from_session, np.eye(4)):
+            return result
+        world_from_camera = self._world_from_session @ result.world_from_camera
+        return replace(
+            result,
+            world_from_camera=world_from_camera,
+            camera_from_world=np.linalg.inv(world_from_camera),
+        )
 
     def _clear_history(self) -> None:
         self.map.clear()
