@@ -30,6 +30,9 @@ def _node_parameters(context):
     checkpoint = LaunchConfiguration('checkpoint').perform(context)
     if checkpoint:  # empty keeps the params file's checkpoint
         overrides['checkpoint'] = ParameterValue(checkpoint, value_type=str)
+    tf_mode = LaunchConfiguration('tf_mode').perform(context)
+    if tf_mode:  # empty keeps the params file's tf_mode
+        overrides['tf_mode'] = ParameterValue(tf_mode, value_type=str)
     return [LaunchConfiguration('params_file'), overrides]
 
 
@@ -86,6 +89,12 @@ def generate_launch_description():
                 'checkpoint',
                 default_value='',
                 description='Weights (file or Hugging Face id). Empty: the params file value.',
+            ),
+            DeclareLaunchArgument(
+                'tf_mode',
+                default_value='',
+                description='odom, map, camera or none (REP-105 layouts; see the README). Empty: '
+                'the params file value.',
             ),
             DeclareLaunchArgument(
                 'namespace', default_value='', description='Namespace of the node and its topics.'

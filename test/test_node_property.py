@@ -79,7 +79,8 @@ class NodeProcess:
     def __init__(self, context):
         env = dict(os.environ, PYTHONPATH=str(ROOT))
         args = ['preset:=tiny', f'image_width:={WIDTH}', 'window_size:=3']
-        args += ['diagnostics_period:=0.05', 'conf_threshold:=0.0']
+        # No robot here: the default tf_mode odom falls back to camera at the first frame.
+        args += ['diagnostics_period:=0.05', 'conf_threshold:=0.0', 'tf_timeout:=0.0']
         self.process = subprocess.Popen(
             [sys.executable, '-m', 'vggt_ros.node', '--ros-args']
             + [arg for pair in (('-p', a) for a in args) for arg in pair],

@@ -26,6 +26,7 @@ PARAMETERS = {
     'conf_threshold': 2.5,
     'scale': 2,  # an integer, as a params file may hold it
     'world_axes': 'ros',
+    'tf_mode': 'camera',
     'merging': {'enabled': True, 'cell_size': 1},
 }
 

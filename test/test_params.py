@@ -21,6 +21,7 @@ LAUNCH_ARGUMENTS = {
     'image',
     'params_file',
     'checkpoint',
+    'tf_mode',
     'namespace',
     'use_sim_time',
     'use_rviz',

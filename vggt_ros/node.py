@@ -39,15 +39,18 @@ from rclpy.qos import (
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
+from tf2_msgs.msg import TFMessage
 
 from vggt_ros import images, messages, params
 from vggt_ros.continuity import RESET_REQUESTED
 from vggt_ros.latest_frame import LatestFrameSlot
 from vggt_ros.node_outputs import OUTPUTS, Output, Stamped
-from vggt_ros.outputs import FrameOutputs
+from vggt_ros.outputs import FrameOutputs, scaled_pose
 from vggt_ros.pipeline import StreamPipeline, reconstructor_from_parameters
 from vggt_ros.reconstructor import Reconstructor
 from vggt_ros.stats import KindThrottle, StreamStats, window_fill
+from vggt_ros.tf_layout import Placement, TfLayout
+from vggt_ros.tf_listener import make_tf
 
 FALLBACK_CAMERA_FRAME = 'vggt_camera_optical_frame'
 # Latest wins: a deeper queue would only hand the worker stale frames.
@@ -57,7 +60,9 @@ IMAGE_QOS = QoSProfile(
     reliability=QoSReliabilityPolicy.BEST_EFFORT,
     durability=QoSDurabilityPolicy.VOLATILE,
 )
-MAP, DIAGNOSTICS = (next(o for o in OUTPUTS if o.name == name) for name in ('map', 'diagnostics'))
+MAP, DIAGNOSTICS, TF_STATIC = (
+    next(o for o in OUTPUTS if o.name == name) for name in ('map', 'diagnostics', 'tf_static')
+)
 LOG_THROTTLE_S = 5.0
 
 
@@ -140,6 +145,9 @@ class StreamNode(Node):
         self._throttle = KindThrottle(LOG_THROTTLE_S)
         self._slot: LatestFrameSlot[_Frame] = LatestFrameSlot()
         self._pipeline = StreamPipeline(self._reconstructor, values)
+        self._transforms, self._tf_listener = make_tf(self)
+        self._layout = TfLayout(self._transforms, values)
+        self._static: tuple[str, str, np.ndarray] | None = None  # on /tf_static
         self._images_seen = 0  # by the callback, for frame_stride
         self._path: deque[PoseStamped] = deque(maxlen=values['path.max_length'])
         self._next_map_publish = 0.0
@@ -331,14 +339,43 @@ class StreamNode(Node):
         self, stamp: Time, camera: str, frame: FrameOutputs, values: dict[str, Any]
     ) -> None:
         """Every per-frame output that is switched on and listened to, from the table."""
-        world = Header(stamp=stamp, frame_id=values['world_frame'])
-        self._path.append(PoseStamped(header=world, pose=messages.matrix_to_pose(frame.pose)))
-        stamped = Stamped(frame, world, Header(stamp=stamp, frame_id=camera), self._path)
+        placement = self._place(stamp, camera, frame, values)
+        world = Header(stamp=stamp, frame_id=placement.world)
+        if self._path and self._path[-1].header.frame_id != placement.world:
+            self._path.clear()  # the tf_mode changed: the old path is in another frame
+        pose = messages.matrix_to_pose(placement.body_pose)
+        self._path.append(PoseStamped(header=world, pose=pose))
+        camera_header = Header(stamp=stamp, frame_id=camera)
+        stamped = Stamped(frame, placement, world, camera_header, self._path)
         for output in OUTPUTS:
             if output.build is not None and self._wanted(output, values):
-                self._pub[output.name].publish(output.build(stamped))
+                message = output.build(stamped)
+                if message is not None:
+                    self._pub[output.name].publish(message)
         if self._wanted(MAP, values):
-            self._publish_map(world)
+            self._publish_map(Header(stamp=stamp, frame_id=values['world_frame']))
+
+    def _place(
+        self, stamp: Time, camera: str, frame: FrameOutputs, values: dict[str, Any]
+    ) -> Placement:
+        """Where this frame's pose goes in the TF tree; world_frame hung under it once."""
+        options = frame.options
+        optical = scaled_pose(frame.result.world_from_camera, 'optical', options.scale)
+        placement = self._layout.place(
+            camera, optical, _nanoseconds(stamp), time.monotonic(), values, frame.pose
+        )
+        if placement.note:
+            self._report(placement.note_kind, LoggingSeverity.INFO, placement.note)
+        static = placement.static
+        if values['publish_tf'] and static is not None and not self._same_static(static):
+            transform = messages.matrix_to_transform(static[2], stamp, static[0], static[1])
+            self._pub[TF_STATIC.name].publish(TFMessage(transforms=[transform]))
+            self._static = static
+        return placement
+
+    def _same_static(self, static: tuple[str, str, np.ndarray]) -> bool:
+        old = self._static
+        return old is not None and old[:2] == static[:2] and np.allclose(old[2], static[2])
 
     def _publish_map(self, header: Header) -> None:
         """The accumulated map, every map.period seconds."""

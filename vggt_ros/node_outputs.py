@@ -21,10 +21,12 @@ from tf2_msgs.msg import TFMessage
 
 from vggt_ros import messages
 from vggt_ros.outputs import FrameOutputs
+from vggt_ros.tf_layout import Placement
 
 OUTPUT_QOS = QoSProfile(depth=2)  # reliable: reaches reliable and best-effort subscribers alike
 MAP_QOS = QoSProfile(depth=1, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
 TF_QOS = QoSProfile(depth=100)  # what tf2_ros.TransformBroadcaster uses
+TF_STATIC_QOS = QoSProfile(depth=1, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)  # as tf2_ros
 DIAGNOSTICS_QOS = QoSProfile(depth=10)
 
 
@@ -33,9 +35,10 @@ class Stamped:
     """One processed frame and what its messages are stamped and framed with."""
 
     frame: FrameOutputs
-    world: Header  # the image's stamp, world_frame
+    placement: Placement  # where the pose goes in the TF tree (vggt_ros.tf_layout)
+    world: Header  # the image's stamp, the frame the body's pose is given in
     camera: Header  # the image's stamp, the camera frame
-    path: Sequence[PoseStamped]  # the path so far, this frame included
+    path: Sequence[PoseStamped]  # the path of the body so far, this frame included
 
 
 @dataclass(frozen=True)
@@ -45,20 +48,24 @@ class Output:
     kind: type
     topic: str
     qos: QoSProfile
-    build: Callable[[Stamped], Any] | None  # None: published by the node on its own schedule
+    build: Callable[[Stamped], Any] | None  # None: published by the node on its own schedule;
+    # a builder returning None has nothing to publish for this frame
     always: bool = False  # published whether or not anybody listens (TF: tf2 buffers it)
 
 
-def _tf(out: Stamped) -> TFMessage:
-    transform = messages.matrix_to_transform(
-        out.frame.pose, out.world.stamp, out.world.frame_id, out.camera.frame_id
-    )
-    return TFMessage(transforms=[transform])
+def _tf(out: Stamped) -> TFMessage | None:
+    stamp = out.world.stamp
+    transforms = [
+        messages.matrix_to_transform(pose, stamp, parent, child)
+        for parent, child, pose in out.placement.transforms
+    ]
+    return TFMessage(transforms=transforms) if transforms else None
 
 
 def _odometry(out: Stamped) -> Odometry:
+    placement = out.placement
     return messages.matrix_to_odometry(
-        out.frame.pose, out.world.stamp, out.world.frame_id, out.camera.frame_id
+        placement.body_pose, out.world.stamp, placement.world, placement.body
     )
 
 
@@ -85,6 +92,7 @@ def _path(out: Stamped) -> Path:
 
 OUTPUTS: tuple[Output, ...] = (
     Output('tf', 'tf', TFMessage, '/tf', TF_QOS, _tf, always=True),
+    Output('tf_static', 'tf', TFMessage, '/tf_static', TF_STATIC_QOS, None, always=True),
     Output('depth', 'depth', Image, '~/depth', OUTPUT_QOS, _depth),
     Output('camera_info', 'depth', CameraInfo, '~/depth/camera_info', OUTPUT_QOS, _camera_info),
     Output('confidence', 'confidence', Image, '~/confidence', OUTPUT_QOS, _confidence),

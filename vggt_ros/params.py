@@ -19,6 +19,7 @@ from typing import Any
 from vggt_ros.frame_size import check_image_width
 from vggt_ros.model import PRESETS, MergingConfig
 from vggt_ros.stream_types import CAMERA_CACHES, PRECISIONS, RECONSTRUCTOR_HEADS, SessionOptions
+from vggt_ros.tf_layout import TF_MODES
 
 Value = bool | int | float | str
 
@@ -226,6 +227,27 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ),
     # Frames and units.
     ParameterSpec(
+        'tf_mode',
+        'odom',
+        'Where the pose goes in the TF tree (REP-105): odom publishes odom_frame -> base_frame '
+        '(looking up the mount base_frame -> camera); map publishes map_frame -> odom_frame '
+        '(wheel odometry owns odom -> base); camera publishes world_frame -> camera; none, no '
+        'TF. odom falls back to camera after tf_timeout only if the camera frame has no parent.',
+        choices=TF_MODES,
+    ),
+    ParameterSpec('odom_frame', 'odom', 'The odometry frame (REP-105).', check=_not_empty),
+    ParameterSpec('base_frame', 'base_link', 'The robot body frame (REP-105).', check=_not_empty),
+    ParameterSpec(
+        'map_frame', 'map', 'The map frame (REP-105), for tf_mode map.', check=_not_empty
+    ),
+    ParameterSpec(
+        'tf_timeout',
+        2.0,
+        'Seconds tf_mode odom waits for base_frame -> camera from the first frame on before it '
+        'falls back to camera (only if the camera frame has no parent).',
+        minimum=0.0,
+    ),
+    ParameterSpec(
         'world_frame',
         'vggt_world',
         'TF frame of the reconstruction: the first camera after a reset.',
@@ -321,6 +343,11 @@ def validate_combination(values: Mapping[str, Any]) -> str | None:
     camera = values['camera_frame']
     if camera and camera == values['world_frame']:
         return f'camera_frame and world_frame are both {camera!r}: a frame cannot be its own parent'
+    robot = {'odom': ('odom_frame', 'base_frame'), 'map': ('odom_frame', 'base_frame', 'map_frame')}
+    frames = ('world_frame', *robot.get(values['tf_mode'], ()))
+    named = [values[name] for name in frames]
+    if len(set(named)) < len(named):
+        return f'{", ".join(frames)} must all differ, got {", ".join(map(repr, named))}'
     return None
 
 

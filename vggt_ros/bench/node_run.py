@@ -76,6 +76,8 @@ class NodeRun:
         history: int | None = None,
         **overrides: Any,
     ) -> None:
+        # No robot around: world_frame -> camera straight away, not after tf_mode odom's wait.
+        overrides.setdefault('tf_mode', 'camera')
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.node = StreamNode(

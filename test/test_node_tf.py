@@ -1,0 +1,163 @@
+"""On a robot (REP-105), through real rclpy: the node joins the TF tree it finds and never gives a
+frame a second parent. The stand-in model's camera poses are known (node_harness.POSES)."""
+
+import math
+import threading
+import time
+
+import numpy as np
+from node_harness import CAMERA, NS, POSES, rgb_image, rot_y, stamp_of, transform_matrix
+from rclpy.qos import QoSDurabilityPolicy, QoSProfile
+from tf2_msgs.msg import TFMessage
+
+from vggt_ros import messages
+from vggt_ros.bench.node_run import stamp_ns
+
+STATIC = QoSProfile(depth=10, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
+
+
+def rigid(rotation, translation):
+    matrix = np.eye(4)
+    matrix[:3, :3], matrix[:3, 3] = rotation, translation
+    return matrix
+
+
+def rot_x(angle):
+    c, s = math.cos(angle), math.sin(angle)
+    return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
+
+
+# A camera looking forward, tilted 0.3 rad down, 0.2 m ahead of and 0.5 m above base_link.
+OPTICAL_IN_BODY = np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+MOUNT = rigid(OPTICAL_IN_BODY @ rot_x(-0.3), [0.2, 0.0, 0.5])  # base_link <- camera
+
+
+def model_pose(index):
+    """The stand-in's camera pose in its first camera's optical frame."""
+    angle, centre = POSES[index % len(POSES)]
+    return rigid(rot_y(angle), centre)
+
+
+def matrix_of(transform):
+    rotation, translation = transform_matrix(transform.transform)
+    return rigid(rotation, translation)
+
+
+class Tree:
+    """Everything on /tf and /tf_static, seen from the peer."""
+
+    def __init__(self, harness):
+        self.edges = []
+        self._lock = threading.Lock()
+        self.static = harness.peer.create_publisher(TFMessage, '/tf_static', STATIC)
+        self.dynamic = harness.peer.create_publisher(TFMessage, '/tf', 100)
+        harness.peer.create_subscription(TFMessage, '/tf_static', self._keep, STATIC)
+        harness.peer.create_subscription(TFMessage, '/tf', self._keep, 100)
+
+    def _keep(self, message):
+        with self._lock:
+            self.edges += [(t.header.frame_id, t.child_frame_id) for t in message.transforms]
+
+    def parents(self):
+        with self._lock:
+            edges = set(self.edges)
+        children = [child for _, child in edges]
+        return {child: {p for p, c in edges if c == child} for child in children}
+
+    def publish(self, parent, child, matrix, stamp, static=False):
+        transform = messages.matrix_to_transform(matrix, stamp, parent, child)
+        (self.static if static else self.dynamic).publish(TFMessage(transforms=[transform]))
+
+
+def robot(harness_factory, **parameters):
+    harness = harness_factory(tf_mode=parameters.pop('tf_mode', 'odom'), **parameters)
+    tree = Tree(harness)
+    tree.publish('base_link', CAMERA, MOUNT, rgb_image(0).header.stamp, static=True)
+    harness.wait(lambda: harness.node._transforms.can_transform('base_link', CAMERA, 0), 'mount')
+    return harness, tree
+
+
+def node_tf(harness, image, child):
+    """The node's transform to `child` stamped like `image`."""
+    harness.wait(
+        lambda: any(
+            stamp_of(m) == image.header.stamp and m.transforms[0].child_frame_id == child
+            for m in harness.messages('/tf')
+        ),
+        f'TF to {child}',
+    )
+    (message,) = [
+        m
+        for m in harness.messages('/tf')
+        if stamp_of(m) == image.header.stamp and m.transforms[0].child_frame_id == child
+    ]
+    return message.transforms[0]
+
+
+def test_odom_mode_joins_the_robot_tree_with_one_parent_per_frame(harness_factory):
+    harness, tree = robot(harness_factory)
+    for index in range(3):
+        image = rgb_image(index)
+        harness.send(image, wait_topic=f'{NS}/depth')
+        published = node_tf(harness, image, 'base_link')
+        assert published.header.frame_id == 'odom'
+        odom_from_base = matrix_of(published)
+        # odom -> base_link -> camera is the model's camera pose, the odom origin being the
+        # base pose at the first frame.
+        np.testing.assert_allclose(odom_from_base @ MOUNT, MOUNT @ model_pose(index), atol=1e-6)
+        odometry = harness.wait_for(f'{NS}/odometry', image.header.stamp)
+        assert (odometry.header.frame_id, odometry.child_frame_id) == ('odom', 'base_link')
+    forward = matrix_of(node_tf(harness, rgb_image(1), 'base_link'))[:3, 3]
+    # The camera moved 1 along its optical z, tilted down by 0.3 rad: forward and down in REP-103.
+    np.testing.assert_allclose(forward, [math.cos(0.3), 0.0, -math.sin(0.3)], atol=1e-6)
+    harness.wait(lambda: 'vggt_world' in tree.parents(), 'world_frame on /tf_static')
+    parents = tree.parents()
+    assert all(len(p) == 1 for p in parents.values()), parents
+    assert parents == {CAMERA: {'base_link'}, 'base_link': {'odom'}, 'vggt_world': {'odom'}}
+
+
+def test_map_mode_corrects_wheel_odometry(harness_factory):
+    harness, tree = robot(harness_factory, tf_mode='map')
+    rng = np.random.default_rng(0)
+    for index in range(3):
+        image = rgb_image(index)
+        truth = MOUNT @ model_pose(index) @ np.linalg.inv(MOUNT)  # base in the map
+        drift = rigid(rot_x(rng.normal(0, 0.05)), rng.normal(0, 0.1, 3))  # noisy wheels
+        wheel = drift @ truth
+        tree.publish('odom', 'base_link', wheel, image.header.stamp)  # at the image stamp
+        harness.wait(
+            lambda stamp=image.header.stamp: harness.node._transforms.can_transform(
+                'odom', 'base_link', stamp_ns(stamp)
+            ),
+            'wheel odometry',
+        )
+        harness.send(image, wait_topic=f'{NS}/depth')
+        map_from_odom = matrix_of(node_tf(harness, image, 'odom'))
+        np.testing.assert_allclose(map_from_odom @ wheel, truth, atol=1e-6)
+    assert tree.parents()['odom'] == {'map'}
+
+
+def test_camera_mode_only_for_a_camera_without_parent(harness_factory):
+    harness = harness_factory(tf_mode='odom', tf_timeout=0.3)
+    harness.send(rgb_image(0), wait_topic=f'{NS}/depth')  # waits for a mount that never comes
+    assert not harness.messages('/tf')
+    time.sleep(0.4)  # past tf_timeout: the camera frame has no parent, so camera mode
+    tf = harness.send(rgb_image(1))
+    assert tf.transforms[0].header.frame_id == 'vggt_world'
+    harness.send(rgb_image(2))
+    harness.wait(lambda: harness.logs('tf_mode camera'), 'the fallback, said once')
+    assert len(harness.logs('tf_mode camera')) == 1
+
+
+def test_a_camera_with_another_parent_gets_no_second_one(harness_factory):
+    harness = harness_factory(tf_mode='odom', tf_timeout=0.3)
+    tree = Tree(harness)
+    tree.publish('rig', CAMERA, np.eye(4), rgb_image(0).header.stamp, static=True)
+    harness.wait(lambda: harness.node._transforms.parent(CAMERA) == 'rig', 'the rig')
+    harness.send(rgb_image(0), wait_topic=f'{NS}/depth')
+    time.sleep(0.4)  # past tf_timeout
+    for index in (1, 2):
+        harness.send(rgb_image(index), wait_topic=f'{NS}/depth')
+    harness.wait(lambda: harness.logs('second parent'), 'the refusal')
+    assert tree.parents()[CAMERA] == {'rig'}
+    assert not [m for m in harness.messages('/tf') if m.transforms[0].child_frame_id == CAMERA]

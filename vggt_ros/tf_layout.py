@@ -1,0 +1,144 @@
+"""Where the node's pose goes in the TF tree (REP-105), given what the tree holds (no rclpy).
+
+tf_mode:
+- odom: the robot's mount base_frame -> camera is looked up, and odom_frame -> base_frame is
+  published so that odom -> base -> camera is the model's camera pose, the odom origin being the
+  base pose of the first frame. The mount's rotation gives REP-103 axes.
+- map: wheel odometry owns odom -> base; map_frame -> odom_frame is published from the model's
+  base pose and the odom -> base transform at the image stamp.
+- camera: world_frame -> camera (hand-held cameras, bags without a robot).
+- none: no TF.
+In odom mode, while no base -> camera chain exists, frames wait (no TF) for `tf_timeout` seconds;
+then camera mode takes over, but only if the camera frame has no parent: a frame never gets a
+second parent. The decision is said once. In odom and map mode world_frame, where ~/map lives,
+hangs under odom_frame or map_frame by a static transform (the first camera's mount), so the map
+is connected too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from vggt_ros.tf_buffer import Transforms
+
+TF_MODES = ('odom', 'map', 'camera', 'none')
+
+
+@dataclass(frozen=True)
+class Placement:
+    """What to publish for one frame.
+
+    transforms: (parent, child, parent_from_child) to put on /tf.
+    body: the frame ~/odometry and ~/path describe, and its pose in `world`.
+    note: something to say once (the mode in force and why), or a reason no TF went out.
+    static: (parent, world_frame, parent_from_world) for /tf_static, in odom and map mode.
+    """
+
+    transforms: tuple[tuple[str, str, np.ndarray], ...]
+    world: str
+    body: str
+    body_pose: np.ndarray
+    note: str | None = None
+    static: tuple[str, str, np.ndarray] | None = None
+    note_kind: str = 'tf mode'  # what the note is about: its log lines are throttled per kind
+
+
+class TfLayout:
+    """Decides, frame by frame, which transforms carry the camera pose into the robot's tree."""
+
+    def __init__(self, transforms: Transforms, values: Mapping[str, Any]) -> None:
+        self.transforms = transforms
+        self.mode = values['tf_mode']
+        self._first_frame_s: float | None = None
+        self._told = False
+
+    def place(
+        self,
+        camera: str,
+        pose: np.ndarray,
+        stamp_ns: int,
+        now_s: float,
+        values: Mapping[str, Any],
+        world_pose: np.ndarray | None = None,
+    ) -> Placement:
+        """`pose`: the camera in the model's world (optical axes, published scale);
+        `world_pose`: the same in world_frame's axes (world_axes), for camera mode."""
+        world_pose = pose if world_pose is None else world_pose
+        if self._first_frame_s is None:
+            self._first_frame_s = now_s
+        if self.mode in ('odom', 'map'):
+            return self._robot(camera, pose, stamp_ns, now_s, values, world_pose)
+        if self.mode == 'camera':
+            world = values['world_frame']
+            return Placement(((world, camera, world_pose),), world, camera, world_pose)
+        return Placement((), values['world_frame'], camera, world_pose)
+
+    def _robot(
+        self,
+        camera: str,
+        pose: np.ndarray,
+        stamp_ns: int,
+        now_s: float,
+        values: Mapping[str, Any],
+        world_pose: np.ndarray,
+    ) -> Placement:
+        base, odom = values['base_frame'], values['odom_frame']
+        if not self.transforms.can_transform(base, camera, 0):
+            return self._no_mount(camera, pose, now_s, values, world_pose)
+        mount = self.transforms.lookup(base, camera, 0)  # base_from_camera, usually static
+        odom_from_base = mount @ pose @ np.linalg.inv(mount)
+        # world_frame is the first camera in world_axes: mount-from-optical, then the axes.
+        world_from_optical = world_pose @ np.linalg.inv(pose)
+        parent = odom if self.mode == 'odom' else values['map_frame']
+        static = (parent, values['world_frame'], mount @ np.linalg.inv(world_from_optical))
+        note = self._once(f'tf_mode {self.mode}: {base} -> {camera} found; publishing ')
+        if self.mode == 'odom':
+            transforms = ((odom, base, odom_from_base),)
+            return Placement(transforms, odom, base, odom_from_base, note and note + odom, static)
+        if not self.transforms.can_transform(odom, base, stamp_ns):
+            reason = f'no {odom} -> {base} at the image stamp yet'
+            return Placement((), parent, base, odom_from_base, reason, static, 'tf odometry')
+        map_from_odom = odom_from_base @ np.linalg.inv(self.transforms.lookup(odom, base, stamp_ns))
+        transforms = ((parent, odom, map_from_odom),)
+        return Placement(transforms, parent, base, odom_from_base, note and note + parent, static)
+
+    def _no_mount(
+        self,
+        camera: str,
+        pose: np.ndarray,
+        now_s: float,
+        values: Mapping[str, Any],
+        world_pose: np.ndarray,
+    ) -> Placement:
+        base = values['base_frame']
+        waited = now_s - self._first_frame_s
+        if waited < values['tf_timeout']:
+            waiting = f'waiting for {base} -> {camera}'
+            return Placement((), values['odom_frame'], base, pose, waiting, None, 'tf waiting')
+        parent = self.transforms.parent(camera)
+        if parent is None:
+            self.mode = 'camera'
+            note = (
+                f'tf_mode camera: no {base} -> {camera} after {values["tf_timeout"]:g} s and '
+                f'{camera} has no parent, so {values["world_frame"]} -> {camera} is published'
+            )
+            return replace(self.place(camera, pose, 0, now_s, values, world_pose), note=note)
+        return Placement(
+            (),
+            values['odom_frame'],
+            base,
+            pose,
+            f'{camera} has the parent {parent} but no chain to {base}: no TF is published '
+            f'(a frame never gets a second parent); fix base_frame or the TF tree',
+            note_kind='tf refused',
+        )
+
+    def _once(self, text: str) -> str | None:
+        if self._told:
+            return None
+        self._told = True
+        return text
