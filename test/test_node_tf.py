@@ -107,6 +107,10 @@ def test_odom_mode_joins_the_robot_tree_with_one_parent_per_frame(harness_factor
         np.testing.assert_allclose(odom_from_base @ MOUNT, MOUNT @ model_pose(index), atol=1e-6)
         odometry = harness.wait_for(f'{NS}/odometry', image.header.stamp)
         assert (odometry.header.frame_id, odometry.child_frame_id) == ('odom', 'base_link')
+    moving = harness.wait_for(f'{NS}/odometry', rgb_image(1).header.stamp).twist.twist.linear
+    seconds = 1 + 1e-9  # between the stamps of frames 0 and 1
+    expected = np.array([math.cos(0.3), 0.0, -math.sin(0.3)]) / seconds
+    np.testing.assert_allclose([moving.x, moving.y, moving.z], expected, atol=1e-6)
     forward = matrix_of(node_tf(harness, rgb_image(1), 'base_link'))[:3, 3]
     # The camera moved 1 along its optical z, tilted down by 0.3 rad: forward and down in REP-103.
     np.testing.assert_allclose(forward, [math.cos(0.3), 0.0, -math.sin(0.3)], atol=1e-6)

@@ -139,11 +139,20 @@ def matrix_to_pose(parent_from_child: np.ndarray) -> Pose:
 
 
 def matrix_to_odometry(
-    parent_from_child: np.ndarray, stamp: Time, parent: str, child: str
+    parent_from_child: np.ndarray,
+    stamp: Time,
+    parent: str,
+    child: str,
+    twist: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> Odometry:
-    """nav_msgs/Odometry with the pose only (the twist stays zero and unknown)."""
+    """nav_msgs/Odometry of a pose and, when known, the (linear, angular) twist in `child`."""
     odometry = Odometry(header=Header(stamp=stamp, frame_id=parent), child_frame_id=child)
     odometry.pose.pose = matrix_to_pose(parent_from_child)
+    if twist is not None:
+        for vector, values in zip(
+            (odometry.twist.twist.linear, odometry.twist.twist.angular), twist, strict=True
+        ):
+            vector.x, vector.y, vector.z = (float(value) for value in values)
     return odometry
 
 

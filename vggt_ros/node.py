@@ -45,7 +45,7 @@ from vggt_ros import images, messages, params
 from vggt_ros.continuity import RESET_REQUESTED
 from vggt_ros.latest_frame import LatestFrameSlot
 from vggt_ros.node_outputs import OUTPUTS, Output, Stamped
-from vggt_ros.outputs import FrameOutputs, scaled_pose
+from vggt_ros.outputs import FrameOutputs, body_twist, scaled_pose
 from vggt_ros.pipeline import StreamPipeline, reconstructor_from_parameters
 from vggt_ros.reconstructor import Reconstructor
 from vggt_ros.stats import KindThrottle, StreamStats, window_fill
@@ -148,6 +148,8 @@ class StreamNode(Node):
         self._transforms, self._tf_listener = make_tf(self)
         self._layout = TfLayout(self._transforms, values)
         self._static: tuple[str, str, np.ndarray] | None = None  # on /tf_static
+        self._last_body: tuple[str, str, int] | None = None  # world, body, stamp of the last pose
+        self._last_body_pose = np.eye(4)
         self._images_seen = 0  # by the callback, for frame_stride
         self._path: deque[PoseStamped] = deque(maxlen=values['path.max_length'])
         self._next_map_publish = 0.0
@@ -346,7 +348,8 @@ class StreamNode(Node):
         pose = messages.matrix_to_pose(placement.body_pose)
         self._path.append(PoseStamped(header=world, pose=pose))
         camera_header = Header(stamp=stamp, frame_id=camera)
-        stamped = Stamped(frame, placement, world, camera_header, self._path)
+        twist = self._twist(placement, _nanoseconds(stamp))
+        stamped = Stamped(frame, placement, world, camera_header, self._path, twist)
         for output in OUTPUTS:
             if output.build is not None and self._wanted(output, values):
                 message = output.build(stamped)
@@ -372,6 +375,14 @@ class StreamNode(Node):
             self._pub[TF_STATIC.name].publish(TFMessage(transforms=[transform]))
             self._static = static
         return placement
+
+    def _twist(self, placement: Placement, stamp_ns: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """The body's velocity since the last frame in the same frames; None after a change."""
+        last, self._last_body = self._last_body, (placement.world, placement.body, stamp_ns)
+        self._last_body_pose, previous = placement.body_pose, self._last_body_pose
+        if last is None or last[:2] != self._last_body[:2] or stamp_ns <= last[2]:
+            return None
+        return body_twist(previous, placement.body_pose, (stamp_ns - last[2]) * 1e-9)
 
     def _same_static(self, static: tuple[str, str, np.ndarray]) -> bool:
         old = self._static

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry, Path
@@ -39,6 +40,7 @@ class Stamped:
     world: Header  # the image's stamp, the frame the body's pose is given in
     camera: Header  # the image's stamp, the camera frame
     path: Sequence[PoseStamped]  # the path of the body so far, this frame included
+    twist: tuple[np.ndarray, np.ndarray] | None = None  # of the body since the last frame
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ def _tf(out: Stamped) -> TFMessage | None:
 def _odometry(out: Stamped) -> Odometry:
     placement = out.placement
     return messages.matrix_to_odometry(
-        placement.body_pose, out.world.stamp, placement.world, placement.body
+        placement.body_pose, out.world.stamp, placement.world, placement.body, out.twist
     )
 
 
