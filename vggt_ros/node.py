@@ -148,8 +148,8 @@ class StreamNode(Node):
         self._transforms, self._tf_listener = make_tf(self)
         self._layout = TfLayout(self._transforms, values)
         self._static: tuple[str, str, np.ndarray] | None = None  # on /tf_static
-        self._last_body: tuple[str, str, int] | None = None  # world, body, stamp of the last pose
-        self._last_body_pose = np.eye(4)
+        # world, body, stamp and pose of the last frame's body, for the twist
+        self._last_body: tuple[str, str, int, np.ndarray] | None = None
         self._images_seen = 0  # by the callback, for frame_stride
         self._path: deque[PoseStamped] = deque(maxlen=values['path.max_length'])
         self._next_map_publish = 0.0
@@ -365,7 +365,7 @@ class StreamNode(Node):
         options = frame.options
         optical = scaled_pose(frame.result.world_from_camera, 'optical', options.scale)
         placement = self._layout.place(
-            camera, optical, _nanoseconds(stamp), time.monotonic(), values, frame.pose
+            camera, optical, frame.pose, _nanoseconds(stamp), time.monotonic(), values
         )
         if placement.note:
             self._report(placement.note_kind, LoggingSeverity.INFO, placement.note)
@@ -378,11 +378,11 @@ class StreamNode(Node):
 
     def _twist(self, placement: Placement, stamp_ns: int) -> tuple[np.ndarray, np.ndarray] | None:
         """The body's velocity since the last frame in the same frames; None after a change."""
-        last, self._last_body = self._last_body, (placement.world, placement.body, stamp_ns)
-        self._last_body_pose, previous = placement.body_pose, self._last_body_pose
+        last = self._last_body
+        self._last_body = (placement.world, placement.body, stamp_ns, placement.body_pose)
         if last is None or last[:2] != self._last_body[:2] or stamp_ns <= last[2]:
             return None
-        return body_twist(previous, placement.body_pose, (stamp_ns - last[2]) * 1e-9)
+        return body_twist(last[3], placement.body_pose, (stamp_ns - last[2]) * 1e-9)
 
     def _same_static(self, static: tuple[str, str, np.ndarray]) -> bool:
         old = self._static

@@ -60,59 +60,60 @@ class TfLayout:
         self,
         camera: str,
         pose: np.ndarray,
+        world_pose: np.ndarray,
         stamp_ns: int,
         now_s: float,
         values: Mapping[str, Any],
-        world_pose: np.ndarray | None = None,
     ) -> Placement:
         """`pose`: the camera in the model's world (optical axes, published scale);
         `world_pose`: the same in world_frame's axes (world_axes), for camera mode."""
-        world_pose = pose if world_pose is None else world_pose
         if self._first_frame_s is None:
             self._first_frame_s = now_s
         if self.mode in ('odom', 'map'):
-            return self._robot(camera, pose, stamp_ns, now_s, values, world_pose)
-        if self.mode == 'camera':
-            world = values['world_frame']
-            return Placement(((world, camera, world_pose),), world, camera, world_pose)
-        return Placement((), values['world_frame'], camera, world_pose)
+            return self._robot(camera, pose, world_pose, stamp_ns, now_s, values)
+        world = values['world_frame']
+        transforms = ((world, camera, world_pose),) if self.mode == 'camera' else ()
+        return Placement(transforms, world, camera, world_pose)
 
     def _robot(
         self,
         camera: str,
         pose: np.ndarray,
+        world_pose: np.ndarray,
         stamp_ns: int,
         now_s: float,
         values: Mapping[str, Any],
-        world_pose: np.ndarray,
     ) -> Placement:
         base, odom = values['base_frame'], values['odom_frame']
         if not self.transforms.can_transform(base, camera, 0):
-            return self._no_mount(camera, pose, now_s, values, world_pose)
+            return self._no_mount(camera, pose, world_pose, now_s, values)
         mount = self.transforms.lookup(base, camera, 0)  # base_from_camera, usually static
         odom_from_base = mount @ pose @ np.linalg.inv(mount)
         # world_frame is the first camera in world_axes: mount-from-optical, then the axes.
         world_from_optical = world_pose @ np.linalg.inv(pose)
         parent = odom if self.mode == 'odom' else values['map_frame']
         static = (parent, values['world_frame'], mount @ np.linalg.inv(world_from_optical))
-        note = self._once(f'tf_mode {self.mode}: {base} -> {camera} found; publishing ')
         if self.mode == 'odom':
-            transforms = ((odom, base, odom_from_base),)
-            return Placement(transforms, odom, base, odom_from_base, note and note + odom, static)
-        if not self.transforms.can_transform(odom, base, stamp_ns):
+            published = (odom, base, odom_from_base)
+        elif self.transforms.can_transform(odom, base, stamp_ns):
+            wheel = self.transforms.lookup(odom, base, stamp_ns)
+            published = (parent, odom, odom_from_base @ np.linalg.inv(wheel))
+        else:
             reason = f'no {odom} -> {base} at the image stamp yet'
             return Placement((), parent, base, odom_from_base, reason, static, 'tf odometry')
-        map_from_odom = odom_from_base @ np.linalg.inv(self.transforms.lookup(odom, base, stamp_ns))
-        transforms = ((parent, odom, map_from_odom),)
-        return Placement(transforms, parent, base, odom_from_base, note and note + parent, static)
+        note = self._once(
+            f'tf_mode {self.mode}: {base} -> {camera} found; publishing '
+            f'{published[0]} -> {published[1]}'
+        )
+        return Placement((published,), parent, base, odom_from_base, note, static)
 
     def _no_mount(
         self,
         camera: str,
         pose: np.ndarray,
+        world_pose: np.ndarray,
         now_s: float,
         values: Mapping[str, Any],
-        world_pose: np.ndarray,
     ) -> Placement:
         base = values['base_frame']
         waited = now_s - self._first_frame_s
@@ -126,7 +127,7 @@ class TfLayout:
                 f'tf_mode camera: no {base} -> {camera} after {values["tf_timeout"]:g} s and '
                 f'{camera} has no parent, so {values["world_frame"]} -> {camera} is published'
             )
-            return replace(self.place(camera, pose, 0, now_s, values, world_pose), note=note)
+            return replace(self.place(camera, pose, world_pose, 0, now_s, values), note=note)
         return Placement(
             (),
             values['odom_frame'],
