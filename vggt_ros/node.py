@@ -89,10 +89,9 @@ def _floats_from_ints(parameters: list[Parameter]) -> list[Parameter]:
     (Declaring skips this callback, so a start-up integer stays one on the parameter server;
     the node's own values are coerced either way.)
     """
+    coerced = params.coerce({p.name: p.value for p in parameters})
     return [
-        Parameter(p.name, value=params.coerce({p.name: p.value})[p.name])
-        if p.name in params.SPECS
-        else p
+        p if coerced[p.name] is p.value else Parameter(p.name, value=coerced[p.name])
         for p in parameters
     ]
 

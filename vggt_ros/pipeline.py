@@ -112,7 +112,7 @@ class StreamPipeline:
         self._last_pose = result.world_from_camera
         rescaled = values['scale'] != self._scale
         if rescaled:  # new units: what was accumulated in the old ones goes
-            self._clear_history()
+            self.map.clear()
             self._scale = values['scale']
         frame = FrameOutputs(result, output_options(values))
         if update_map:
@@ -136,7 +136,7 @@ class StreamPipeline:
             self._world_from_session = self._last_pose
         else:
             self._world_from_session = self._last_pose = np.eye(4)
-            self._clear_history()
+            self.map.clear()
 
     def _in_world(self, result: FrameResult) -> FrameResult:
         """The session's result with its pose in the published world."""
@@ -148,9 +148,6 @@ class StreamPipeline:
             world_from_camera=world_from_camera,
             camera_from_world=np.linalg.inv(world_from_camera),
         )
-
-    def _clear_history(self) -> None:
-        self.map.clear()
 
     def _sync_merging(self, values: Mapping[str, Any]) -> None:
         """Hand a changed merging.* setting to the model, between frames (no reset needed)."""
