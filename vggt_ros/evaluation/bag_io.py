@@ -10,12 +10,20 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 from rosbags.highlevel import AnyReader
-from rosbags.interfaces import Connection
+from rosbags.interfaces import (
+    Connection,
+    Qos,
+    QosDurability,
+    QosHistory,
+    QosLiveliness,
+    QosReliability,
+    QosTime,
+)
 from rosbags.rosbag1 import Writer as Ros1Writer
 from rosbags.rosbag2 import StoragePlugin
 from rosbags.rosbag2 import Writer as Ros2Writer
@@ -28,6 +36,20 @@ STORAGES = ('mcap', 'sqlite3', 'rosbag1')
 _ROS2_PLUGINS = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
 _ROS2_FILE_SUFFIXES = ('.mcap', '.db3')
 _EXPECTED = 'a rosbag2 folder (metadata.yaml with .mcap or .db3 files) or a ROS 1 .bag file'
+# Topics whose publishers latch (static TF): players must replay them to late subscribers too.
+LATCHED_TOPICS = frozenset({'/tf_static'})
+_UNSET = QosTime(0, 0)  # the middleware default (no deadline, lifespan or lease)
+_LATCHED_QOS = Qos(
+    QosHistory.KEEP_LAST,
+    1,
+    QosReliability.RELIABLE,
+    QosDurability.TRANSIENT_LOCAL,
+    _UNSET,
+    _UNSET,
+    QosLiveliness.AUTOMATIC,
+    _UNSET,
+    False,
+)
 
 
 class BagError(RuntimeError):
@@ -163,10 +185,18 @@ class BagWriter:
         """Write `message` on `topic` with bag time `stamp` (ns); topics are added on first use."""
         msgtype = message.__msgtype__
         if topic not in self.connections:
-            self.connections[topic] = self.writer.add_connection(
-                topic, msgtype, typestore=self.typestore
-            )
+            self.connections[topic] = self._add_connection(topic, msgtype)
         self.writer.write(self.connections[topic], stamp, self.serialize(message, msgtype))
+
+    def _add_connection(self, topic: str, msgtype: str) -> Connection:
+        """A connection for `topic`, latched (ROS 1) or transient-local (ROS 2) if it latches."""
+        if topic not in LATCHED_TOPICS:
+            return self.writer.add_connection(topic, msgtype, typestore=self.typestore)
+        if self.ros1:
+            return self.writer.add_connection(topic, msgtype, typestore=self.typestore, latching=1)
+        return self.writer.add_connection(
+            topic, msgtype, typestore=self.typestore, offered_qos_profiles=[_LATCHED_QOS]
+        )
 
     def header(self, stamp: int, frame_id: str) -> object:
         time = self.types['builtin_interfaces/msg/Time'](
@@ -223,6 +253,21 @@ class BagWriter:
 
     def tf(self, stamp: int, parent: str, child: str, parent_from_child: np.ndarray) -> object:
         """tf2_msgs/TFMessage holding the one transform parent -> child (a 4x4 matrix)."""
+        return self.tf_tree(stamp, [(parent, child, parent_from_child)])
+
+    def tf_tree(self, stamp: int, edges: Iterable[tuple[str, str, np.ndarray]]) -> object:
+        """tf2_msgs/TFMessage of (parent, child, parent_from_child 4x4) transforms at one stamp.
+
+        A static broadcaster sends all its transforms in one message: a latched topic replays only
+        its last message to a late subscriber.
+        """
+        return self.types['tf2_msgs/msg/TFMessage'](
+            transforms=[self._transform(stamp, *edge) for edge in edges]
+        )
+
+    def _transform(
+        self, stamp: int, parent: str, child: str, parent_from_child: np.ndarray
+    ) -> object:
         x, y, z = parent_from_child[:3, 3]
         rotation = Rotation.from_matrix(np.asarray(parent_from_child[:3, :3], dtype=np.float64))
         qx, qy, qz, qw = rotation.as_quat(canonical=True).tolist()  # scalar last, as ROS
@@ -230,7 +275,6 @@ class BagWriter:
             translation=self.types['geometry_msgs/msg/Vector3'](x=x, y=y, z=z),
             rotation=self.types['geometry_msgs/msg/Quaternion'](x=qx, y=qy, z=qz, w=qw),
         )
-        stamped = self.types['geometry_msgs/msg/TransformStamped'](
+        return self.types['geometry_msgs/msg/TransformStamped'](
             header=self.header(stamp, parent), child_frame_id=child, transform=transform
         )
-        return self.types['tf2_msgs/msg/TFMessage'](transforms=[stamped])
