@@ -9,7 +9,9 @@ checked against what those conventions imply.
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
+from scipy.spatial.transform import Rotation
 
 from vggt_ros.model.geometry import depth_to_world_points, pose_encoding_to_extri_intri
 
@@ -61,3 +63,79 @@ class StandInModel(torch.nn.Module):
 
     def new_session(self, options=None, **fields) -> StandInSession:
         return StandInSession(self.source, fields.get('merging', options and options.merging))
+
+
+def indexed_image(index: int, height: int, width: int) -> np.ndarray:
+    """An HxWx3 uint8 frame that says which one it is: its index in the first pixel (r + 256 g)."""
+    image = np.full((height, width, 3), 128, np.uint8)
+    image[0, 0] = index % 256, index // 256, 0
+    return image
+
+
+def image_index(image: torch.Tensor) -> int:
+    """The frame index indexed_image() wrote, read back from the model's input in [0, 1]."""
+    red, green = (image[:2, 0, 0] * 255).round().int().tolist()
+    return red + 256 * green
+
+
+class SessionScaledStandIn(torch.nn.Module):
+    """A stand-in whose every session, as StreamVGGT's, has its own world and scale.
+
+    Frames are identified by their image (indexed_image), so a session warm-started with frames it
+    has not seen in that order still reports each one's truth: camera-from-anchor, the anchor
+    being the session's first frame, and depth, both in the session's own random scale.
+    `fail_on_repeat`: frame indices whose second step raises (a warm-start that fails).
+    """
+
+    def __init__(self, poses: np.ndarray, depth: Callable[[int, int, int], np.ndarray], seed=0):
+        super().__init__()
+        self.poses = poses  # [N, 4, 4] world_from_camera, the truth
+        self.depth = depth  # (index, height, width) -> true z-depth
+        self.rng = np.random.default_rng(seed)
+        self.scales: list[float] = []  # of every session, in the order they started
+        self.fail_on_repeat: set[int] = set()
+        self.stepped: set[int] = set()
+        self.anchor = torch.nn.Parameter(torch.zeros(()), requires_grad=False)
+
+    @property
+    def device(self) -> torch.device:
+        return self.anchor.device
+
+    def new_session(self, options=None, **fields) -> '_ScaledSession':
+        return _ScaledSession(self)
+
+    def start_world(self) -> float:
+        self.scales.append(float(self.rng.uniform(0.2, 5.0)))
+        return self.scales[-1]
+
+
+class _ScaledSession:
+    FOV = 1.0  # radians, both axes
+
+    def __init__(self, model: SessionScaledStandIn) -> None:
+        self.model = model
+        self.reset()
+
+    def set_merging(self, merging) -> None:
+        pass
+
+    def reset(self) -> None:
+        self.anchor_index = None
+        self.scale = self.model.start_world()
+
+    def step(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        model, index = self.model, image_index(image)
+        if index in model.stepped and index in model.fail_on_repeat:
+            raise RuntimeError(f'injected failure on frame {index}')
+        model.stepped.add(index)
+        if self.anchor_index is None:
+            self.anchor_index = index
+        camera_from_anchor = np.linalg.inv(model.poses[index]) @ model.poses[self.anchor_index]
+        camera_from_anchor[:3, 3] *= self.scale
+        height, width = image.shape[-2:]
+        fov = torch.tensor([self.FOV, self.FOV], dtype=torch.float64)
+        translation = torch.from_numpy(camera_from_anchor[:3, 3])
+        quaternion = Rotation.from_matrix(camera_from_anchor[:3, :3]).as_quat()
+        pose_enc = torch.cat([translation, torch.from_numpy(quaternion), fov]).float()
+        depth = torch.from_numpy(self.scale * model.depth(index, height, width)).float()
+        return {'pose_enc': pose_enc, 'depth': depth, 'depth_conf': torch.full_like(depth, 10.0)}

@@ -10,6 +10,7 @@ import yaml
 from vggt_ros import outputs, params
 from vggt_ros.model import PRESETS
 from vggt_ros.model.streamvggt import PRECISIONS
+from vggt_ros.tf_layout import TF_MODES
 
 ROOT = Path(__file__).parent.parent
 YAML_FILE = ROOT / 'config' / 'stream.yaml'
@@ -107,9 +108,10 @@ def test_launch_description_builds_where_launch_is_installed():
     assert names == LAUNCH_ARGUMENTS
 
 
-def test_rviz_layout_shows_the_outputs_in_the_world_frame():
+def test_rviz_layout_shows_the_outputs_in_the_world_frame_in_force():
     layout = yaml.safe_load(RVIZ_FILE.read_text())['Visualization Manager']
-    assert layout['Global Options']['Fixed Frame'] == params.DEFAULTS['world_frame']
+    assert layout['Global Options']['Fixed Frame'] == params.fixed_frame(params.DEFAULTS)
+    assert "'--fixed-frame'" in LAUNCH_FILE.read_text()  # the launch file follows tf_mode
     displays = {d['Class'].split('/')[-1]: d for d in layout['Displays']}
     assert {'TF', 'PointCloud2', 'Path', 'Image'} <= set(displays)
     topics = {d['Topic']['Value'] for d in layout['Displays'] if 'Topic' in d}
@@ -160,6 +162,18 @@ def test_integers_are_accepted_for_floats_and_become_floats():
     assert type(coerced['scale']) is float and type(coerced['frame_stride']) is int
 
 
+def test_the_fixed_frame_is_the_root_of_the_tf_mode():
+    frames = {'odom_frame': 'o', 'map_frame': 'm', 'world_frame': 'w'}
+    roots = {mode: params.fixed_frame({**frames, 'tf_mode': mode}) for mode in TF_MODES}
+    assert roots == {'odom': 'o', 'map': 'm', 'camera': 'w', 'none': 'w'}
+
+
+def test_a_new_anchor_must_be_younger_than_the_re_anchoring_age():
+    too_soon = {**params.DEFAULTS, 'anchor.max_frames': 4, 'anchor.overlap': 4}
+    assert 'more than anchor.overlap' in params.validate_combination(too_soon)
+    assert params.validate_combination({**too_soon, 'anchor.max_frames': 5}) is None
+
+
 def test_a_camera_frame_cannot_be_the_world_frame():
     same = {**params.DEFAULTS, 'camera_frame': 'vggt_world'}
     assert 'its own parent' in params.validate_combination(same)
@@ -176,6 +190,8 @@ def test_only_the_documented_parameters_change_at_runtime():
         'points.decimation',
         'max_image_pixels',
         'time_jump_tolerance',
+        'anchor.max_frames',
+        'anchor.max_distance',
         *(f'publish_{output}' for output in params.OUTPUTS),
     }
     assert not {'checkpoint', 'preset', 'device'} & dynamic

@@ -290,8 +290,11 @@ class StreamNode(Node):
             self._fail(outcome.kind, prefix + outcome.error)
         else:
             self._publish(_stamp(outcome.stamp_ns), camera, outcome.frame, values)
-            model_s = outcome.frame.result.timings.get('model', float('nan'))
+            timings = outcome.frame.result.timings  # a re-anchoring's warm-start included
+            model_s = timings.get('model', float('nan')) + timings.get('reanchor', 0.0)
             self._stats.frame_done(model_s, frame.received_at)
+            if outcome.reanchored:
+                self._stats.count('reanchors')
 
     @staticmethod
     def _camera_frame(frame_id: str, values: dict[str, Any]) -> str:

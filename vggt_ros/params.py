@@ -11,10 +11,14 @@ can be used (and tested) anywhere.
 from __future__ import annotations
 
 import math
+import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from vggt_ros.frame_size import check_image_width
 from vggt_ros.model import PRESETS, MergingConfig
@@ -156,6 +160,31 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         'Frames kept in the key/value cache: the first frame (it anchors the world) and the most '
         'recent ones. Bounds memory and per-frame time. 0: unbounded (grows forever).',
         check=_window,
+    ),
+    ParameterSpec(
+        'anchor.max_frames',
+        0,
+        'Re-anchor after this many frames since the anchor: a new session starts at a recent frame '
+        'and is aligned to the old one, so an unbounded trajectory is never predicted against a '
+        'frame it left long ago. 0: never.',
+        dynamic=True,
+        minimum=0,
+    ),
+    ParameterSpec(
+        'anchor.max_distance',
+        0.0,
+        "Re-anchor once the camera is this many times the anchor's median depth away from it. "
+        '0: never.',
+        dynamic=True,
+        minimum=0.0,
+    ),
+    ParameterSpec(
+        'anchor.overlap',
+        4,
+        'Recent frames a new session is warm-started with when re-anchoring, and aligned on; '
+        'the warm-start costs as many model steps, once per re-anchoring.',
+        minimum=1,
+        maximum=32,
     ),
     ParameterSpec(
         'camera_cache',
@@ -343,6 +372,12 @@ def validate_combination(values: Mapping[str, Any]) -> str | None:
     camera = values['camera_frame']
     if camera and camera == values['world_frame']:
         return f'camera_frame and world_frame are both {camera!r}: a frame cannot be its own parent'
+    max_frames, overlap = values['anchor.max_frames'], values['anchor.overlap']
+    if max_frames and max_frames <= overlap:
+        return (
+            f'anchor.max_frames ({max_frames}) must be 0 or more than anchor.overlap ({overlap}): '
+            f'a new anchor is already that many frames old'
+        )
     robot = {'odom': ('odom_frame', 'base_frame'), 'map': ('odom_frame', 'base_frame', 'map_frame')}
     frames = ('world_frame', *robot.get(values['tf_mode'], ()))
     named = [values[name] for name in frames]
@@ -372,3 +407,36 @@ def session_options(values: Mapping[str, Any]) -> SessionOptions:
         precision=values['precision'],
         heads=RECONSTRUCTOR_HEADS,
     )
+
+
+def fixed_frame(values: Mapping[str, Any]) -> str:
+    """The frame rviz should hold fixed: the root the node's outputs hang from in this tf_mode."""
+    return {'odom': values['odom_frame'], 'map': values['map_frame']}.get(
+        values['tf_mode'], values['world_frame']
+    )
+
+
+def read_params_file(path: str | os.PathLike, node: str = NODE_NAME) -> dict[str, Any]:
+    """The node's parameters from a ROS 2 params file: its '/**' section and its own (by name,
+    with or without a leading slash), nested keys joined with dots as ROS does."""
+    try:
+        document = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f'cannot read params file {path}: {error}') from error
+    if not isinstance(document, dict):
+        raise ValueError(f'params file {path} holds no parameters')
+    values: dict[str, Any] = {}
+    for section in ('/**', node, f'/{node}'):
+        parameters = (document.get(section) or {}).get('ros__parameters', {})
+        values.update(_flatten(parameters))
+    return values
+
+
+def _flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f'{prefix}{key}.'))
+        else:
+            flat[f'{prefix}{key}'] = value
+    return flat

@@ -9,20 +9,21 @@ publishes starts again.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from vggt_ros import params
+from vggt_ros.anchoring import Anchoring, Similarity, fit_similarity
 from vggt_ros.continuity import RESET_REQUESTED, StreamContinuity
 from vggt_ros.frame_size import FrameSizeError, model_size
 from vggt_ros.mapping import VoxelMap
 from vggt_ros.model import default_device
 from vggt_ros.outputs import FrameOutputs, OutputOptions
 from vggt_ros.reconstructor import Reconstructor
-from vggt_ros.stream_types import FrameResult
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Outcome:
     error: the failure's message. reset: why the world restarted before this frame, if it did.
     warning: something to tell the user once. history_cleared: the path and map were cleared
         (on ~/reset and on new units; an automatic reset keeps them, the world continuing).
+    reanchored: a new session was anchored at a recent frame and aligned before this frame.
     frame: the outputs of a processed frame, stamped `stamp_ns`.
     """
 
@@ -44,6 +46,7 @@ class Outcome:
     reset: str | None = None
     warning: str | None = None
     history_cleared: bool = False
+    reanchored: bool = False
     frame: FrameOutputs | None = None
 
 
@@ -61,9 +64,11 @@ class StreamPipeline:
         self._scale = values['scale']  # the units of the path and the map so far
         self._merging = params.merging_options(values)
         reconstructor.set_merging(self._merging)
+        self.anchoring = Anchoring(values['anchor.overlap'])
         # The session's world in the published one (model units, optical axes): identity until an
-        # automatic reset, which anchors the new session at the last published camera pose.
-        self._world_from_session = np.eye(4)
+        # automatic reset anchors a new session at the last published camera pose, or a
+        # re-anchoring aligns one to the frames it shares with the old.
+        self._world_from_session = Similarity()
         self._last_pose = np.eye(4)
 
     def request_reset(self) -> None:
@@ -92,24 +97,33 @@ class StreamPipeline:
         if admission.skip:
             return Outcome('skipped', stamp_ns, kind=admission.skip, warning=warning)
         cleared = admission.reset == RESET_REQUESTED
-        if admission.reset:
+        reset = admission.reset
+        if reset:
             self._new_world(continuous=not cleared)
         self._sync_merging(values)
+        reanchored, reanchor_s = False, None
         try:
-            result = self.reconstructor.step(rgb, stamp_ns * 1e-9)
+            image = self.reconstructor.preprocess(rgb)
+            if not reset and self.anchoring.due(values):
+                reset, reanchor_s = self._reanchor()
+                reanchored = reset is None
+            result = self.reconstructor.step_image(image, stamp_ns * 1e-9)
         except Exception as error:  # noqa: BLE001 - the step is undone; the stream goes on
             return Outcome(
                 'failed',
                 stamp_ns,
                 kind='model',
                 error=f'the model failed on a frame, skipped it: {error!r}',
-                reset=admission.reset,
+                reset=reset,
                 warning=warning,
                 history_cleared=cleared,
             )
+        if reanchor_s is not None:  # the warm-start is part of this frame's latency
+            result.timings['reanchor'] = reanchor_s
         self.continuity.processed(size, stamp_ns)
-        result = self._in_world(result)
+        result = self._world_from_session.result(result)
         self._last_pose = result.world_from_camera
+        self.anchoring.record(image, result)
         rescaled = values['scale'] != self._scale
         if rescaled:  # new units: what was accumulated in the old ones goes
             self.map.clear()
@@ -120,34 +134,49 @@ class StreamPipeline:
         return Outcome(
             'processed',
             stamp_ns,
-            reset=admission.reset,
+            reset=reset,
             warning=warning,
             history_cleared=cleared or rescaled,
+            reanchored=reanchored,
             frame=frame,
         )
 
     def _new_world(self, continuous: bool) -> None:
         """A new session. `continuous` (automatic resets: the stream broke, the robot did not
-        move) anchors it at the last published pose and keeps the path and map; otherwise (the
-        user's ~/reset) the world restarts at the origin."""
+        move) anchors it at the last published pose, in the units so far, and keeps the path and
+        map; otherwise (the user's ~/reset) the world restarts at the origin."""
         self.reconstructor.reset()
         self.continuity.started_new_world()
+        self.anchoring.forget()
         if continuous:
-            self._world_from_session = self._last_pose
+            self._world_from_session = Similarity.at_pose(
+                self._last_pose, self._world_from_session.scale
+            )
         else:
-            self._world_from_session = self._last_pose = np.eye(4)
+            self._world_from_session = Similarity()
+            self._last_pose = np.eye(4)
             self.map.clear()
 
-    def _in_world(self, result: FrameResult) -> FrameResult:
-        """The session's result with its pose in the published world."""
-        if np.array_equal(self._world_from_session, np.eye(4)):
-            return result
-        world_from_camera = self._world_from_session @ result.world_from_camera
-        return replace(
-            result,
-            world_from_camera=world_from_camera,
-            camera_from_world=np.linalg.inv(world_from_camera),
-        )
+    def _reanchor(self) -> tuple[str | None, float]:
+        """A new session warm-started with the recent frames and aligned to what they published.
+
+        Returns (why the world restarted instead, seconds taken): a warm-start that fails leaves
+        an automatic reset, continuous as any other."""
+        start = time.perf_counter()
+        recent = list(self.anchoring.recent)
+        try:
+            warm = self.reconstructor.restart([f.image for f in recent], [f.stamp for f in recent])
+            self._world_from_session = fit_similarity(
+                np.stack([r.world_from_camera for r in warm]),
+                np.stack([f.pose for f in recent]),
+                [r.depth for r in warm],
+                [f.depth for f in recent],
+            )
+        except Exception as error:  # noqa: BLE001 - the world goes on from the last pose
+            self._new_world(continuous=True)
+            return f're-anchoring failed: {error!r}', time.perf_counter() - start
+        self.anchoring.reanchored()
+        return None, time.perf_counter() - start
 
     def _sync_merging(self, values: Mapping[str, Any]) -> None:
         """Hand a changed merging.* setting to the model, between frames (no reset needed)."""

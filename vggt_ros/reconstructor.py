@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -112,16 +112,36 @@ class Reconstructor:
         start = time.perf_counter()
         image = self.preprocess(rgb)
         preprocessed = self._clock()
+        result = self.step_image(image, stamp)
+        result.timings['preprocess'] = preprocessed - start
+        return result
+
+    def step_image(self, image: Tensor, stamp: float | None = None) -> FrameResult:
+        """Run one preprocessed frame (see preprocess) through the session."""
+        start = time.perf_counter()
         out = self.session.step(image)
         inferred = self._clock()
         result = self._to_result(out, image, stamp)
-        result.timings.update(
-            preprocess=preprocessed - start,
-            model=inferred - preprocessed,
-            postprocess=time.perf_counter() - inferred,
-        )
+        result.timings.update(model=inferred - start, postprocess=time.perf_counter() - inferred)
         self.frame_index += 1
         return result
+
+    def restart(
+        self, images: Sequence[Tensor], stamps: Sequence[float | None]
+    ) -> list[FrameResult]:
+        """Start a new world at images[0] and warm-start it with the others (re-anchoring).
+
+        The session's buffers are reused, so memory stays as it was; if a step raises, the
+        session is left reset and the error propagates.
+        """
+        self.reset()
+        try:
+            return [
+                self.step_image(image, stamp) for image, stamp in zip(images, stamps, strict=True)
+            ]
+        except Exception:
+            self.reset()
+            raise
 
     def _clock(self) -> float:
         # GPU work is asynchronous; without a sync the time would land in the wrong phase.

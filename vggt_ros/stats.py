@@ -20,7 +20,7 @@ import numpy as np
 # Levels as in diagnostic_msgs/DiagnosticStatus.
 OK, WARN, ERROR = 0, 1, 2
 
-COUNTERS = ('received', 'skipped', 'dropped', 'failed', 'processed', 'resets')
+COUNTERS = ('received', 'skipped', 'dropped', 'failed', 'processed', 'resets', 'reanchors')
 
 
 @dataclass(frozen=True)

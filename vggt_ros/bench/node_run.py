@@ -28,6 +28,7 @@ from rclpy.qos import QoSDurabilityPolicy, QoSProfile
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
+from torch import Tensor
 
 from vggt_ros import messages
 from vggt_ros.node import StreamNode
@@ -209,7 +210,7 @@ class RecordingReconstructor(Reconstructor):
         super().__init__(*args, **kwargs)
         self.steps: list[dict[str, float]] = []
 
-    def step(self, rgb: np.ndarray, stamp: float | None = None) -> FrameResult:
-        result = super().step(rgb, stamp)
+    def step_image(self, image: Tensor, stamp: float | None = None) -> FrameResult:
+        result = super().step_image(image, stamp)
         self.steps.append({**result.timings, 'cache_bytes': self.session.cache_bytes})
         return result

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rosbags.highlevel import AnyReader
 
 from vggt_ros import params
@@ -104,7 +103,7 @@ def parameter_values(args: argparse.Namespace) -> dict[str, Any]:
     by the node's own rules."""
     values = dict(params.DEFAULTS)
     if args.params_file is not None:
-        values.update(read_params_file(args.params_file))
+        values.update(params.read_params_file(args.params_file))
     values.update(
         {
             spec.name: getattr(args, spec.name)
@@ -116,32 +115,6 @@ def parameter_values(args: argparse.Namespace) -> dict[str, Any]:
     if reason:
         raise ValueError(reason)
     return params.coerce(values)
-
-
-def read_params_file(path: Path, node: str = params.NODE_NAME) -> dict[str, Any]:
-    """The node's parameters from a ROS 2 params file: its '/**' section and its own (by name,
-    with or without a leading slash), nested keys joined with dots as ROS does."""
-    try:
-        document = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise ValueError(f'cannot read params file {path}: {error}') from error
-    if not isinstance(document, dict):
-        raise ValueError(f'params file {path} holds no parameters')
-    values: dict[str, Any] = {}
-    for section in ('/**', node, f'/{node}'):
-        parameters = (document.get(section) or {}).get('ros__parameters', {})
-        values.update(_flatten(parameters))
-    return values
-
-
-def _flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f'{prefix}{key}.'))
-        else:
-            flat[f'{prefix}{key}'] = value
-    return flat
 
 
 def load_ground_truth(
