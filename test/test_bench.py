@@ -165,6 +165,7 @@ def test_main_writes_json_and_markdown(tmp_path, capsys):
         + ['--memory-frames', '64', '--node-frames', '1', '--gpu-frames', '1']
         + ['--chaos-frames', '60', '--heads-preset', 'tiny', '--heads-size', '28x42']
         + ['--eval-frames', str(EVAL_FRAMES)]
+        + ['--reanchor-frames', '30', '--reanchor-every', '10']
     )
     written = json.loads((tmp_path / 'bench.json').read_text())
     assert [result['preset'] for result in written['results']] == ['tiny']
@@ -177,6 +178,7 @@ def test_main_writes_json_and_markdown(tmp_path, capsys):
     assert markdown in capsys.readouterr().out
     headings = ('## 1.', '## 2.', '## 3.', '## 4.', '## 5.', '(a) ', '(b) ', 'Target at window 32')
     headings += ('(d)/(a)', '## 6.', '## 7.', '## 8.', '## 9.', '## 10.', '## 11.', '## 12.')
+    headings += ('## 13.',)
     assert all(heading in markdown for heading in headings)
     chaos = written['chaos']
     assert chaos['stuck_periods'] == 0 and chaos['counts']['received'] >= 60
@@ -188,6 +190,9 @@ def test_main_writes_json_and_markdown(tmp_path, capsys):
     assert evaluator['processed'] == evaluator['depth_scored'] == EVAL_FRAMES  # depth scored
     assert evaluator['warmup_frames'] == EVAL_FRAMES // 10
     assert 0 < evaluator['rss_warmup_end'] and 0 < evaluator['rss_end']
+    reanchoring = written['reanchoring']
+    assert reanchoring['reanchors'] >= 2 and reanchoring['frames'] == 30
+    assert set(reanchoring['lanes']) == {'fixed anchor', 're-anchoring'}
 
 
 def test_heads_on_demand_times_the_point_head_beside_the_needed_ones(model):

@@ -3,7 +3,8 @@
 Sections, per model (the 1B dimensions at a reduced resolution, the tiny preset at a larger one):
 1-3 whole streams (flat cost, reference-style step, key/value bytes); 4-5a one global block at
 the 1B dimensions; 5b merging in whole steps; 6 efficiency; 7 and 10 the node through real rclpy
-(skipped, and said so, without rclpy); 8 memory; 9 GPU; 11 heads on demand; 12 evaluator memory.
+(skipped, and said so, without rclpy); 8 memory; 9 GPU; 11 heads on demand; 12 evaluator memory;
+13 re-anchoring.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from vggt_ros.bench.flops import efficiency, matmul_throughput
 from vggt_ros.bench.gpu import gpu_frames_per_s
 from vggt_ros.bench.heads import heads_on_demand
 from vggt_ros.bench.memory import MEMORY_SIZE, MEMORY_WINDOW, memory_growth
+from vggt_ros.bench.reanchoring import REANCHOR_EVERY, reanchoring_cost
 from vggt_ros.bench.report import markdown
 from vggt_ros.bench.streams import bench_model
 from vggt_ros.bench.token_merging import MERGE_WINDOWS, block_merging, merging_steps
@@ -51,6 +53,7 @@ DEFAULTS = dict(
     chaos_frames=10_000,
     heads_size=(126, 168),
     eval_frames=5000,
+    reanchor_frames=600,
 )
 QUICK = dict(
     window=2,
@@ -68,6 +71,7 @@ QUICK = dict(
     chaos_frames=500,
     heads_size=(28, 42),
     eval_frames=500,
+    reanchor_frames=120,
 )
 
 
@@ -126,6 +130,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         '--heads-size', type=parse_size, help='section 11 input HxW (default 126x168; 28x42)'
     )
     parser.add_argument('--eval-frames', type=int, help='section 12 bag length (5000; 500)')
+    parser.add_argument(
+        '--reanchor-preset',
+        choices=PRESETS,
+        default='tiny',
+        help='section 13 model (default tiny), at its --size or --tiny-size',
+    )
+    parser.add_argument('--reanchor-frames', type=int, help='section 13 loop length (600; 120)')
+    parser.add_argument(
+        '--reanchor-every', type=int, default=REANCHOR_EVERY, help='section 13 anchor.max_frames'
+    )
     parser.add_argument('--threads', type=int, help="torch threads (default: torch's own)")
     parser.add_argument('--seed', type=int, default=0, help='weights and images')
     args = parser.parse_args(argv)
@@ -169,9 +183,10 @@ def main(argv: list[str] | None = None) -> None:
     sizes = {'streamvggt-1b': args.size, 'tiny': args.tiny_size}
     repeats = {'streamvggt-1b': args.repeats, 'tiny': args.tiny_repeats}
     windows = tuple(args.merge_windows)
-    results, steps, heads = [], [], {}
+    results, steps, heads, reanchoring = [], [], {}, {}
     matmul = matmul_throughput(max(args.repeats, 3))
-    for preset in dict.fromkeys([*args.presets, *args.merge_presets, args.heads_preset]):
+    every_preset = [*args.presets, *args.merge_presets, args.heads_preset, args.reanchor_preset]
+    for preset in dict.fromkeys(every_preset):
         _progress(f'{preset} at {sizes[preset]}')
         model = synthetic_model(preset, args.seed)
         if preset in args.presets:
@@ -196,6 +211,11 @@ def main(argv: list[str] | None = None) -> None:
             _progress(f'heads on demand, {preset} at {args.heads_size}')
             result = heads_on_demand(model, args.heads_size, repeats[preset], seed=args.seed)
             heads = {'preset': preset, **result}
+        if preset == args.reanchor_preset:
+            _progress(f're-anchoring, {preset} at {sizes[preset]}')
+            reanchoring = reanchoring_cost(
+                model, preset, sizes[preset], args.reanchor_frames, args.reanchor_every
+            )
         del model  # before the next preset is built: never two models in memory
     config = CONFIGS[BLOCK_PRESET]
     _progress(f'{BLOCK_PRESET} global block at {args.block_size}')
@@ -218,6 +238,7 @@ def main(argv: list[str] | None = None) -> None:
         'block_merging': merging,
         'merging_steps': steps,
         'heads': heads,
+        'reanchoring': reanchoring,
         'wall_s': time.perf_counter() - start,
     }
     text = markdown(report)

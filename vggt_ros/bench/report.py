@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from vggt_ros.bench.blocks import BLOCK_PRESET
+from vggt_ros.bench.reanchoring import reanchoring_markdown
 from vggt_ros.bench.streams import FLAT_TARGET
 from vggt_ros.bench.token_merging import MERGE_TARGET, MERGE_TARGET_WINDOW
 
@@ -111,6 +112,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines += chaos_markdown(report['chaos'])
     lines += heads_markdown(report['heads'])
     lines += evaluator_markdown(report['evaluator'])
+    lines += reanchoring_markdown(report['reanchoring'])
     return '\n'.join(lines) + '\n'
 
 
