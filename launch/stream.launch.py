@@ -18,8 +18,9 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
+from vggt_ros import params
+
 PACKAGE = 'vggt_ros'
-NODE_NAME = 'vggt_stream'
 
 
 def _node_parameters(context):
@@ -36,12 +37,23 @@ def _node_parameters(context):
     return [LaunchConfiguration('params_file'), overrides]
 
 
+def _fixed_frame(context):
+    """rviz's fixed frame: the root of the outputs in the tf_mode in force (odom, map or the
+    world frame), from the table's defaults, the params file and the tf_mode argument."""
+    values = {
+        **params.DEFAULTS,
+        **params.read_params_file(LaunchConfiguration('params_file').perform(context)),
+    }
+    values['tf_mode'] = LaunchConfiguration('tf_mode').perform(context) or values['tf_mode']
+    return params.fixed_frame(values)
+
+
 def _nodes(context):
     image = LaunchConfiguration('image').perform(context)
     stream = Node(
         package=PACKAGE,
         executable='stream_node',
-        name=NODE_NAME,
+        name=params.NODE_NAME,
         namespace=LaunchConfiguration('namespace'),
         parameters=_node_parameters(context),
         # Both transports, so image_transport: compressed needs no other argument.
@@ -56,6 +68,8 @@ def _nodes(context):
         arguments=[
             '-d',
             os.path.join(get_package_share_directory(PACKAGE), 'config', 'stream.rviz'),
+            '--fixed-frame',
+            _fixed_frame(context),
         ],
         parameters=[
             {
