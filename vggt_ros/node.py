@@ -1,10 +1,11 @@
 """The stream node: camera images in; camera pose (TF), depth, points, odometry, path, map and
 diagnostics out, all stamped with the input image's stamp.
 
-Plumbing only. The parameters are vggt_ros.params; the subscription callback only drops the newest
-image into a LatestFrameSlot, and one worker thread runs the Reconstructor on it and publishes, so
-inference never blocks the executor (parameter and service requests are answered meanwhile) and
-frames that arrive during inference replace each other instead of queueing. What becomes of a frame
+Plumbing only. The parameters are vggt_ros.params, kept on the server by
+vggt_ros.node_parameters. The subscription callback only drops the newest image into a
+LatestFrameSlot, and one worker thread runs the Reconstructor on it and publishes, so inference
+never blocks the executor (parameter and service requests are answered meanwhile) and frames that
+arrive during inference replace each other instead of queueing. What becomes of a frame
 is the StreamPipeline's decision (vggt_ros.pipeline, shared with the evaluator); the messages come
 from the table in vggt_ros.node_outputs, built only for outputs somebody subscribes to.
 """
@@ -24,12 +25,9 @@ import rclpy
 from builtin_interfaces.msg import Time
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
-from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException
 from rclpy.logging import LoggingSeverity
 from rclpy.node import Node
-from rclpy.parameter import Parameter
 from rclpy.qos import (
     QoSDurabilityPolicy,
     QoSHistoryPolicy,
@@ -45,6 +43,7 @@ from vggt_ros import images, messages, params
 from vggt_ros.continuity import RESET_REQUESTED
 from vggt_ros.latest_frame import LatestFrameSlot
 from vggt_ros.node_outputs import OUTPUTS, Output, Stamped
+from vggt_ros.node_parameters import NodeParameters, StartupError
 from vggt_ros.outputs import FrameOutputs, body_twist, scaled_pose
 from vggt_ros.pipeline import StreamPipeline, reconstructor_from_parameters
 from vggt_ros.reconstructor import Reconstructor
@@ -66,10 +65,6 @@ MAP, DIAGNOSTICS, TF_STATIC = (
 LOG_THROTTLE_S = 5.0
 
 
-class StartupError(RuntimeError):
-    """The node cannot start: a parameter is invalid or the model cannot be loaded."""
-
-
 class FrameIdError(ValueError):
     """The camera frame is the world frame: publishing it would make a frame its own parent."""
 
@@ -81,32 +76,6 @@ class _Frame:
     msg: Image | CompressedImage
     received_at: float  # time.monotonic() when the callback stored it
     received_ns: int  # the node's clock then (sim time under use_sim_time), for unstamped images
-
-
-def _floats_from_ints(parameters: list[Parameter]) -> list[Parameter]:
-    """Runtime sets store an integer given for a float parameter as that float (5 -> 5.0).
-
-    (Declaring skips this callback, so a start-up integer stays one on the parameter server;
-    the node's own values are coerced either way.)
-    """
-    coerced = params.coerce({p.name: p.value for p in parameters})
-    return [
-        p if coerced[p.name] is p.value else Parameter(p.name, value=coerced[p.name])
-        for p in parameters
-    ]
-
-
-def _descriptor(spec: params.ParameterSpec) -> ParameterDescriptor:
-    limits = [f'one of {", ".join(spec.choices)}'] if spec.choices else []
-    limits += [f'>= {spec.minimum}'] if spec.minimum is not None else []
-    limits += [f'<= {spec.maximum}'] if spec.maximum is not None else []
-    return ParameterDescriptor(
-        description=spec.description,
-        additional_constraints='; '.join(limits),
-        read_only=not spec.dynamic,
-        # A float parameter takes an integer too (conf_threshold:=5); it is stored as a float.
-        dynamic_typing=isinstance(spec.default, float),
-    )
 
 
 def _decode(msg: Image | CompressedImage, max_pixels: int) -> np.ndarray:
@@ -133,7 +102,7 @@ class StreamNode(Node):
     def __init__(self, *, reconstructor: Reconstructor | None = None, **node_options: Any) -> None:
         super().__init__(params.NODE_NAME, **node_options)
         try:
-            self._values = self._declare_parameters()
+            self._node_parameters = NodeParameters(self)
             self._reconstructor = reconstructor or self._load_reconstructor(self._values)
         except StartupError as error:
             self.get_logger().fatal(str(error))
@@ -159,36 +128,10 @@ class StreamNode(Node):
         self._worker = threading.Thread(target=self._work, name='vggt_inference', daemon=True)
         self._worker.start()
 
-    # Parameters -----------------------------------------------------------------------------
-
-    def _declare_parameters(self) -> dict[str, Any]:
-        # Registered first, so values from the command line or a params file are checked too.
-        self.add_pre_set_parameters_callback(_floats_from_ints)
-        self.add_on_set_parameters_callback(self._check_parameters)
-        try:
-            declared = self.declare_parameters(
-                '', [(spec.name, spec.default, _descriptor(spec)) for spec in params.PARAMETERS]
-            )
-        except (InvalidParameterValueException, InvalidParameterTypeException) as error:
-            raise StartupError(f'invalid parameter: {error}') from error
-        values = params.coerce({parameter.name: parameter.value for parameter in declared})
-        reason = params.validate_combination(values)
-        if reason:
-            raise StartupError(f'invalid parameters: {reason}')
-        self.add_post_set_parameters_callback(self._apply_parameters)
-        return values
-
-    def _check_parameters(self, parameters: list[Parameter]) -> SetParametersResult:
-        ours = {p.name: p.value for p in parameters if p.name in params.SPECS}
-        reason = params.validate(ours)
-        if reason is None and hasattr(self, '_values'):  # running: check the whole new set
-            reason = params.validate_combination({**self._values, **ours})
-        return SetParametersResult(successful=reason is None, reason=reason or '')
-
-    def _apply_parameters(self, parameters: list[Parameter]) -> None:
-        # One new dict, swapped in whole: the worker reads one consistent snapshot per frame.
-        changed = {p.name: p.value for p in parameters if p.name in params.SPECS}
-        self._values = {**self._values, **params.coerce(changed)}
+    @property
+    def _values(self) -> dict[str, Any]:
+        """The parameters now: one consistent snapshot, read once per frame."""
+        return self._node_parameters.values
 
     def _load_reconstructor(self, values: dict[str, Any]) -> Reconstructor:
         checkpoint = values['checkpoint']
