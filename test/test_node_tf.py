@@ -6,12 +6,27 @@ import threading
 import time
 
 import numpy as np
-from node_harness import CAMERA, NS, POSES, rgb_image, rot_y, stamp_of, transform_matrix
+from builtin_interfaces.msg import Time
+from node_harness import (
+    CAMERA,
+    HEIGHT,
+    NS,
+    POSES,
+    WIDTH,
+    rgb_image,
+    rot_y,
+    stamp_of,
+    transform_matrix,
+)
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile
+from standin_model import SessionScaledStandIn, indexed_image
+from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 
 from vggt_ros import messages
 from vggt_ros.bench.node_run import stamp_ns
+from vggt_ros.reconstructor import Reconstructor
+from vggt_ros.synthetic import make_robot_sequence
 
 STATIC = QoSProfile(depth=10, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
 
@@ -165,3 +180,90 @@ def test_a_camera_with_another_parent_gets_no_second_one(harness_factory):
     harness.wait(lambda: harness.logs('second parent'), 'the refusal')
     assert tree.parents()[CAMERA] == {'rig'}
     assert not [m for m in harness.messages('/tf') if m.transforms[0].child_frame_id == CAMERA]
+
+
+def image_at(pixels, stamp_ns):
+    seconds, nanoseconds = divmod(int(stamp_ns), 1_000_000_000)
+    header = Header(stamp=Time(sec=seconds, nanosec=nanoseconds), frame_id=CAMERA)
+    return messages.array_to_image(pixels, 'rgb8', header)
+
+
+def robot_scene(harness_factory, sequence, **parameters):
+    """A node whose stand-in sees `sequence` perfectly, on the sequence's own mount."""
+    harness = harness_factory(source=sequence.model_frame, **parameters)
+    tree = Tree(harness)
+    tree.publish('base_link', CAMERA, sequence.mount, rgb_image(0).header.stamp, static=True)
+    harness.wait(lambda: harness.node._transforms.can_transform('base_link', CAMERA, 0), 'mount')
+    return harness, tree
+
+
+def test_odom_mode_follows_the_ground_truth_base_of_a_robot_scene(harness_factory):
+    sequence = make_robot_sequence('walk', 5, WIDTH, HEIGHT)
+    harness, tree = robot_scene(harness_factory, sequence, tf_mode='odom')
+    pixels = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    for index, stamp in enumerate(sequence.stamps):
+        image = image_at(pixels, stamp)
+        harness.send(image, wait_topic=f'{NS}/depth')
+        truth = np.linalg.inv(sequence.base_poses[0]) @ sequence.base_poses[index]
+        np.testing.assert_allclose(
+            matrix_of(node_tf(harness, image, 'base_link')), truth, atol=1e-5
+        )
+    assert np.linalg.norm(truth[:3, 3]) > 0.1  # the robot did move
+
+
+def test_map_mode_puts_the_base_on_the_ground_truth_despite_noisy_wheels(harness_factory):
+    sequence = make_robot_sequence('orbit', 5, WIDTH, HEIGHT, wheel_noise=0.05)
+    harness, tree = robot_scene(harness_factory, sequence, tf_mode='map')
+    pixels = np.zeros((HEIGHT, WIDTH, 3), np.uint8)
+    odometry = iter(zip(sequence.odometry_stamps, sequence.odometry_poses, strict=True))
+    for index, stamp in enumerate(sequence.stamps):
+        for odometry_stamp, wheel in odometry:  # the wheels at twice the image rate, up to now
+            tree.publish('odom', 'base_link', wheel, image_at(pixels, odometry_stamp).header.stamp)
+            if odometry_stamp >= stamp:
+                break
+        harness.wait(
+            lambda stamp=stamp: harness.node._transforms.can_transform('odom', 'base_link', stamp),
+            'wheel odometry at the image stamp',
+        )
+        image = image_at(pixels, stamp)
+        harness.send(image, wait_topic=f'{NS}/depth')
+        map_from_base = matrix_of(node_tf(harness, image, 'odom')) @ sequence.wheel_poses[index]
+        truth = np.linalg.inv(sequence.base_poses[0]) @ sequence.base_poses[index]
+        np.testing.assert_allclose(map_from_base, truth, atol=1e-5)
+    drift = np.linalg.inv(sequence.wheel_poses[-1]) @ truth
+    assert np.linalg.norm(drift[:3, 3]) > 1e-3  # the wheels really were wrong
+
+
+def test_an_automatic_reset_leaves_the_robot_where_it_was(harness_factory):
+    harness, tree = robot(harness_factory)
+    for index in range(3):
+        harness.send(rgb_image(index), wait_topic=f'{NS}/depth')
+    before = matrix_of(node_tf(harness, rgb_image(2), 'base_link'))
+    jumped = rgb_image(3, stamp=Time(sec=50))  # a stamp 52 s back: a new stream, a new session
+    harness.send(jumped, wait_topic=f'{NS}/depth')
+    harness.wait(lambda: harness.logs('starting a new session at the last pose'), 'the reset')
+    np.testing.assert_allclose(matrix_of(node_tf(harness, jumped, 'base_link')), before, atol=1e-9)
+    moved = rgb_image(4, stamp=Time(sec=51))  # the new session's second frame: POSES[1]
+    harness.send(moved, wait_topic=f'{NS}/depth')
+    expected = before @ MOUNT @ model_pose(1) @ np.linalg.inv(MOUNT)
+    np.testing.assert_allclose(matrix_of(node_tf(harness, moved, 'base_link')), expected, atol=1e-6)
+    assert all(len(p) == 1 for p in tree.parents().values())
+
+
+def test_the_node_re_anchors_and_keeps_one_world(harness_factory):
+    poses = np.stack([rigid(rot_y(0.05 * i), [0.1 * i, 0.0, 0.2 * i]) for i in range(14)])
+    model = SessionScaledStandIn(poses, lambda index, height, width: np.full((height, width), 2.0))
+    harness = harness_factory(
+        reconstructor=Reconstructor(model, image_width=WIDTH),
+        tf_mode='camera',
+        **{'anchor.max_frames': 5, 'anchor.overlap': 2},
+    )
+    for index in range(len(poses)):
+        image = image_at(indexed_image(index, HEIGHT, WIDTH), 1_000_000_000 * (index + 1))
+        published = matrix_of(harness.send(image).transforms[0])
+        expected = np.linalg.inv(poses[0]) @ poses[index]
+        expected[:3, 3] *= model.scales[0]  # the first session's units throughout
+        np.testing.assert_allclose(published, expected, atol=1e-5)
+    assert len(model.scales) >= 3  # the first session and at least two re-anchorings
+    reanchors = str(len(model.scales) - 1)
+    harness.diagnostics(lambda values: values['reanchors'] == reanchors)
