@@ -52,13 +52,20 @@ from vggt_ros.tf_layout import Placement, TfLayout
 from vggt_ros.tf_listener import make_tf
 
 FALLBACK_CAMERA_FRAME = 'vggt_camera_optical_frame'
-# Latest wins: a deeper queue would only hand the worker stale frames.
-IMAGE_QOS = QoSProfile(
-    history=QoSHistoryPolicy.KEEP_LAST,
-    depth=1,
-    reliability=QoSReliabilityPolicy.BEST_EFFORT,
-    durability=QoSDurabilityPolicy.VOLATILE,
-)
+# Latest wins: a deeper queue would only hand the worker stale frames. sensor_data (REP-2003)
+# matches every publisher; reliable only reliable ones, but lets a reliable writer repair loss.
+IMAGE_QOS = {
+    name: QoSProfile(
+        history=QoSHistoryPolicy.KEEP_LAST,
+        depth=1,
+        reliability=reliability,
+        durability=QoSDurabilityPolicy.VOLATILE,
+    )
+    for name, reliability in (
+        ('sensor_data', QoSReliabilityPolicy.BEST_EFFORT),
+        ('reliable', QoSReliabilityPolicy.RELIABLE),
+    )
+}
 MAP, DIAGNOSTICS, TF_STATIC = (
     next(o for o in OUTPUTS if o.name == name) for name in ('map', 'diagnostics', 'tf_static')
 )
@@ -122,7 +129,7 @@ class StreamNode(Node):
         self._path: deque[PoseStamped] = deque(maxlen=values['path.max_length'])
         self._next_map_publish = 0.0
         self._create_publishers()
-        self._subscribe(values['image_transport'])
+        self._subscribe(values['image_transport'], IMAGE_QOS[values['image_qos']])
         self.create_service(Trigger, '~/reset', self._on_reset)
         self.create_timer(values['diagnostics_period'], self._publish_diagnostics)
         self._worker = threading.Thread(target=self._work, name='vggt_inference', daemon=True)
@@ -158,11 +165,11 @@ class StreamNode(Node):
             for output in OUTPUTS
         }
 
-    def _subscribe(self, transport: str) -> None:
+    def _subscribe(self, transport: str, qos: QoSProfile) -> None:
         message_type, topic = (
             (Image, 'image') if transport == 'raw' else (CompressedImage, 'image/compressed')
         )
-        subscription = self.create_subscription(message_type, topic, self._on_image, IMAGE_QOS)
+        subscription = self.create_subscription(message_type, topic, self._on_image, qos)
         self.get_logger().info(f'waiting for images on {subscription.topic_name}')
 
     def _on_image(self, msg: Image | CompressedImage) -> None:

@@ -232,6 +232,14 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         choices=('raw', 'compressed'),
     ),
     ParameterSpec(
+        'image_qos',
+        'sensor_data',
+        'QoS of the image subscription, keeping the newest frame only: sensor_data (best effort, '
+        'REP-2003: matches any publisher) or reliable (only reliable publishers, which then '
+        'resend lost fragments of large images).',
+        choices=('sensor_data', 'reliable'),
+    ),
+    ParameterSpec(
         'frame_stride',
         1,
         'Use every n-th received image only; the others are skipped before the model.',
