@@ -5,7 +5,7 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 from vggt_ros.frame_size import model_size
-from vggt_ros.registration import covered_rows, register_depth
+from vggt_ros.registration import covered_rows, register_depth, to_model_grid
 from vggt_ros.synthetic import make_sequence
 
 NAN = np.nan
@@ -105,3 +105,12 @@ def test_matches_the_full_resolution_render_away_from_edges():
     error = np.abs(registered - truth)[smooth] / truth[smooth]
     assert np.median(error) < 0.01
     assert np.percentile(error, 90) < 0.03
+
+
+@pytest.mark.parametrize('input_size', [(84, 112), (240, 320), (640, 480), (1080, 1920)])
+def test_sampling_at_model_pixels_inverts_registration(input_size):
+    """A model-size image registered to an input at least as large and sampled back is itself."""
+    height, width = model_size(*input_size, 112)
+    depth = np.arange(height * width, dtype=np.float32).reshape(height, width)
+    registered = register_depth(depth, input_size, 112)
+    np.testing.assert_array_equal(to_model_grid(registered, 112), depth)

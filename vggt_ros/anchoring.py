@@ -47,6 +47,14 @@ class Similarity:
             and not self.translation.any()
         )
 
+    def apply(self, points: np.ndarray) -> np.ndarray:
+        """Nx3 points from the session's world into the published one."""
+        return self.scale * points @ self.rotation.T + self.translation
+
+    def inverse(self) -> Similarity:
+        rotation = self.rotation.T
+        return Similarity(1 / self.scale, rotation, -rotation @ self.translation / self.scale)
+
     def pose(self, session_pose: np.ndarray) -> np.ndarray:
         """A camera pose (4x4 rigid) from the session's world into the published one."""
         pose = np.eye(4)
@@ -61,7 +69,7 @@ class Similarity:
         world_from_camera = self.pose(result.world_from_camera)
         points = result.world_points
         if points is not None:
-            points = (self.scale * points @ self.rotation.T + self.translation).astype(np.float32)
+            points = self.apply(points).astype(np.float32)
         return replace(
             result,
             world_from_camera=world_from_camera,

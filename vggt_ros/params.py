@@ -21,6 +21,7 @@ from typing import Any
 import yaml
 
 from vggt_ros.frame_size import check_image_width
+from vggt_ros.metric_scale import SCALE_SOURCES
 from vggt_ros.model import PRESETS, MergingConfig
 from vggt_ros.stream_types import CAMERA_CACHES, PRECISIONS, RECONSTRUCTOR_HEADS, SessionOptions
 from vggt_ros.tf_layout import TF_MODES
@@ -307,9 +308,19 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         'scale',
         1.0,
         'Multiplies translations, depth and points. The model scale is normalised, not metric: '
-        'set it to metres per model unit when known.',
+        'set it to metres per model unit when known. With scale_source depth or odometry: the '
+        'guess until the first estimate.',
         dynamic=True,
         minimum=1e-9,
+    ),
+    ParameterSpec(
+        'scale_source',
+        'fixed',
+        'Where metres come from: fixed (the scale parameter), depth (a metric depth image of the '
+        'camera on the depth input, 32FC1 metres or 16UC1 millimetres, paired by stamp) or '
+        'odometry (odom_frame -> base_frame from another odometry, e.g. wheels, with tf_mode '
+        'map, camera or none). Estimated per session; outputs are flagged not metric until then.',
+        choices=SCALE_SOURCES,
     ),
     # Outputs.
     ParameterSpec(
@@ -385,6 +396,11 @@ def validate_combination(values: Mapping[str, Any]) -> str | None:
         return (
             f'anchor.max_frames ({max_frames}) must be 0 or more than anchor.overlap ({overlap}): '
             f'a new anchor is already that many frames old'
+        )
+    if values['scale_source'] == 'odometry' and values['tf_mode'] == 'odom':
+        return (
+            'scale_source odometry reads odom_frame -> base_frame from another odometry, but '
+            'tf_mode odom publishes it: use tf_mode map (wheel odometry owns odom), camera or none'
         )
     robot = {'odom': ('odom_frame', 'base_frame'), 'map': ('odom_frame', 'base_frame', 'map_frame')}
     frames = ('world_frame', *robot.get(values['tf_mode'], ()))

@@ -1,11 +1,13 @@
-"""Depth registered to the input image: the model's crop and resize undone (numpy only, no ROS).
+"""Between the input image's pixels and the model's: the crop and resize undone (numpy only).
 
 The model sees the camera image resized to `image_width` wide (the height rounded to a multiple
 of the patch side) and centre-cropped to at most `image_width` rows (`Reconstructor.preprocess`).
 `depth_image_proc/point_cloud_xyzrgb` needs depth at the colour image's resolution, read with
 the colour camera's CameraInfo, so each input pixel takes the depth of the model pixel its centre
 falls in. Nearest neighbour, because a depth blended across an object boundary is a point
-floating in mid-air; rows the crop cut off are NaN (unknown), never extrapolated.
+floating in mid-air; rows the crop cut off are NaN (unknown), never extrapolated. The other way,
+a metric depth image of the camera is sampled at the model's pixel centres (`to_model_grid`) to
+be compared with the prediction.
 """
 
 from __future__ import annotations
@@ -66,3 +68,30 @@ def register_depth(depth: np.ndarray, input_size: tuple[int, int], image_width: 
     padded[:-1] = depth
     padded[-1] = np.nan
     return padded[rows][:, cols]
+
+
+@lru_cache(maxsize=8)
+def _sample_maps(input_size: tuple[int, int], image_width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The input row and column each model pixel samples.
+
+    Model pixel (u, v) sees the ray of input pixel (u W0 / W, (v + top) H0 / Hr) in the model's
+    convention (integer pixel centres, principal point at the image centre), rounded to the
+    nearest input pixel.
+    """
+    height, width = input_size
+    resized = resized_height(height, width, image_width)
+    top = max(resized - image_width, 0) // 2
+    model_height = min(resized, image_width)
+    rows = np.round((np.arange(model_height) + top) * height / resized).astype(int)
+    cols = np.round(np.arange(image_width) * width / image_width).astype(int)
+    rows, cols = rows.clip(0, height - 1), cols.clip(0, width - 1)
+    rows.flags.writeable = cols.flags.writeable = False
+    return rows, cols
+
+
+def to_model_grid(image: np.ndarray, image_width: int) -> np.ndarray:
+    """An input-resolution image (ground-truth or sensor depth) at the model's pixels, so each
+    predicted depth is compared with the depth along the same ray; nearest, not interpolated, so
+    depth edges do not invent surfaces."""
+    rows, cols = _sample_maps(image.shape[:2], image_width)
+    return image[rows][:, cols]

@@ -23,10 +23,10 @@ from tqdm import tqdm
 from vggt_ros.evaluation.bag_io import read_messages, stamp_ns, topic_connections
 from vggt_ros.evaluation.ground_truth import Trajectory
 from vggt_ros.evaluation.metrics import DepthAccumulator
-from vggt_ros.frame_size import model_size, resized_height
 from vggt_ros.images import ImageError, compressed_to_rgb, depth_to_metres, image_to_rgb
 from vggt_ros.mapping import VoxelMap
 from vggt_ros.pipeline import Outcome, StreamPipeline
+from vggt_ros.registration import to_model_grid
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
 DEPTH_TYPES = ('sensor_msgs/msg/Image',)
@@ -45,23 +45,6 @@ class Replay:
     strip: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = field(default_factory=list)
     cloud: VoxelMap | None = None
     counts: Counter = field(default_factory=Counter)  # processed, resets, 'failed: kind', ...
-
-
-def to_model_resolution(depth: np.ndarray, image_width: int) -> np.ndarray:
-    """Nearest-neighbour GT depth at the model's H x W, after the reconstructor's resize and crop.
-
-    Model pixel (u, v) sees the ray of source pixel (u W0 / W, (v + top) H0 / Hr) in the model's
-    convention (integer pixel centres, principal point at the image centre), so sampling there
-    compares each predicted depth with the depth along the same ray; nearest, not interpolated,
-    so depth edges do not invent surfaces.
-    """
-    src_height, src_width = depth.shape
-    height, width = model_size(src_height, src_width, image_width)
-    resized = resized_height(src_height, src_width, image_width)
-    top = max(resized - image_width, 0) // 2
-    rows = np.round((np.arange(height) + top) * src_height / resized).astype(int)
-    cols = np.round(np.arange(width) * src_width / width).astype(int)
-    return depth[np.ix_(rows.clip(0, src_height - 1), cols.clip(0, src_width - 1))]
 
 
 def decode_rgb(message: object, max_pixels: int | None = None) -> np.ndarray:
@@ -180,7 +163,7 @@ def replay(
         predicted, strip_slot = payload
         truth = None
         if message is not None:
-            truth = to_model_resolution(depth_to_metres(message), image_width)
+            truth = to_model_grid(depth_to_metres(message), image_width)
             out.depth.add(predicted, truth)
             out.counts['depth scored'] += 1
         if strip_slot is not None:
