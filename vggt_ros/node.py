@@ -42,11 +42,13 @@ from tf2_msgs.msg import TFMessage
 from vggt_ros import images, messages, params
 from vggt_ros.continuity import RESET_REQUESTED
 from vggt_ros.latest_frame import LatestFrameSlot
-from vggt_ros.node_outputs import OUTPUTS, Output, Stamped
+from vggt_ros.metric_scale import ScaleEstimate
+from vggt_ros.node_outputs import OUTPUTS, Output, Stamped, scale_values
 from vggt_ros.node_parameters import NodeParameters, StartupError
 from vggt_ros.outputs import FrameOutputs, body_twist, scaled_pose
-from vggt_ros.pipeline import StreamPipeline, reconstructor_from_parameters
+from vggt_ros.pipeline import MetricSample, StreamPipeline, reconstructor_from_parameters
 from vggt_ros.reconstructor import Reconstructor
+from vggt_ros.stamp_pairing import StampPairing
 from vggt_ros.stats import KindThrottle, StreamStats, window_fill
 from vggt_ros.tf_layout import Placement, TfLayout
 from vggt_ros.tf_listener import make_tf
@@ -130,6 +132,10 @@ class StreamNode(Node):
         self._next_map_publish = 0.0
         self._create_publishers()
         self._subscribe(values['image_transport'], IMAGE_QOS[values['image_qos']])
+        self._depths: StampPairing[Image] = StampPairing()
+        if values['scale_source'] == 'depth':
+            self.create_subscription(Image, 'depth', self._on_depth, IMAGE_QOS[values['image_qos']])
+        self._scale: ScaleEstimate | None = None  # the last frame's metric scale
         self.create_service(Trigger, '~/reset', self._on_reset)
         self.create_timer(values['diagnostics_period'], self._publish_diagnostics)
         self._worker = threading.Thread(target=self._work, name='vggt_inference', daemon=True)
@@ -183,6 +189,30 @@ class StreamNode(Node):
         if self._slot.put(frame):
             self._stats.count('dropped')
 
+    def _on_depth(self, msg: Image) -> None:
+        """Keep a metric depth image for the camera image of its stamp."""
+        self._depths.put(_nanoseconds(msg.header.stamp), msg)
+
+    def _metric_sample(
+        self, stamp_ns: int, camera: str, values: dict[str, Any]
+    ) -> MetricSample | None:
+        """What the frame brings for scale_source: the depth image of its stamp, or where the
+        other odometry (odom_frame -> camera through the mount) puts the camera then."""
+        if values['scale_source'] == 'depth':
+            message = self._depths.nearest(stamp_ns)
+            if message is None:
+                return None
+            try:
+                return MetricSample(depth=images.depth_to_metres(message))
+            except images.ImageError as error:
+                self._report('depth', LoggingSeverity.WARN, f'ignoring a depth image: {error}')
+                return None
+        if values['scale_source'] == 'odometry':
+            odom = values['odom_frame']
+            if self._transforms.can_transform(odom, camera, stamp_ns):
+                return MetricSample(odometry_camera=self._transforms.lookup(odom, camera, stamp_ns))
+        return None
+
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         # The worker resets before its next frame, so a reset never races a running step.
         self._pipeline.request_reset()
@@ -219,13 +249,16 @@ class StreamNode(Node):
         except (images.ImageError, FrameIdError) as error:
             self._fail(error.kind, f'skipping an image: {error}')
             return
+        stamp_ns = _nanoseconds(header.stamp)
         outcome = self._pipeline.process(
             rgb,
-            _nanoseconds(header.stamp),
+            stamp_ns,
             frame.received_ns,
             values,
             update_map=self._wanted(MAP, values),
+            metric=self._metric_sample(stamp_ns, camera, values),
         )
+        self._scale = outcome.scale or self._scale
         if outcome.warning:
             self._log(LoggingSeverity.WARN, outcome.warning)
         if outcome.reset:
@@ -301,7 +334,9 @@ class StreamNode(Node):
         self._path.append(PoseStamped(header=world, pose=pose))
         camera_header = Header(stamp=stamp, frame_id=camera)
         twist = self._twist(placement, _nanoseconds(stamp))
-        stamped = Stamped(frame, placement, world, camera_header, self._path, twist)
+        stamped = Stamped(
+            frame, placement, world, camera_header, self._path, twist, self._scale, values
+        )
         for output in OUTPUTS:
             if output.build is not None and self._wanted(output, values):
                 message = output.build(stamped)
@@ -370,6 +405,7 @@ class StreamNode(Node):
                 'device': str(reconstructor.device),
                 'preset': values['preset'],
                 'image_width': values['image_width'],
+                **scale_values(self._scale, values),
             },
         )
         self._pub[DIAGNOSTICS.name].publish(

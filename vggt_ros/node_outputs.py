@@ -7,8 +7,8 @@ in vggt_ros.params.OUTPUTS); per-frame rows are built only when switched on and,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 
 from vggt_ros import messages
+from vggt_ros.metric_scale import ScaleEstimate
 from vggt_ros.outputs import FrameOutputs
 from vggt_ros.tf_layout import Placement
 
@@ -41,6 +42,8 @@ class Stamped:
     camera: Header  # the image's stamp, the camera frame
     path: Sequence[PoseStamped]  # the path of the body so far, this frame included
     twist: tuple[np.ndarray, np.ndarray] | None = None  # of the body since the last frame
+    scale: ScaleEstimate | None = None  # the metric scale in force (scale_source)
+    values: Mapping[str, Any] = field(default_factory=dict)  # the parameters for this frame
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,36 @@ def _path(out: Stamped) -> Path:
     return Path(header=out.world, poses=list(out.path))
 
 
+def scale_values(scale: ScaleEstimate | None, values: Mapping[str, Any]) -> dict[str, str]:
+    """The metric scale as diagnostics key/values: its source, whether the outputs are metric,
+    the estimate (metres per model unit) and its relative spread."""
+    if values['scale_source'] == 'fixed':
+        return {'scale source': 'fixed', 'metric': 'unknown', 'scale': f'{values["scale"]:g}'}
+    estimate = scale or ScaleEstimate(values['scale_source'])
+    return {
+        'scale source': estimate.source,
+        'metric': 'yes' if estimate.metric else 'no (no estimate yet)',
+        'scale': f'{estimate.value:.6g}' if estimate.metric else f'{values["scale"]:g} (guess)',
+        'scale spread': f'{estimate.spread:.3g}',
+        'scale frames': str(estimate.frames),
+    }
+
+
+def _scale(out: Stamped) -> DiagnosticArray | None:
+    """~/scale: stamped like the frame, WARN while the outputs are not metric."""
+    if out.scale is None:
+        return None
+    values = scale_values(out.scale, out.values)
+    status = messages.diagnostic_status(
+        name='metric scale',
+        level=0 if out.scale.metric else 1,
+        message=f'{values["scale source"]}: {values["scale"]} m per model unit',
+        hardware_id='',
+        values=values,
+    )
+    return DiagnosticArray(header=out.world, status=[status])
+
+
 OUTPUTS: tuple[Output, ...] = (
     Output('tf', 'tf', TFMessage, '/tf', TF_QOS, _tf, always=True),
     Output('tf_static', 'tf', TFMessage, '/tf_static', TF_STATIC_QOS, None, always=True),
@@ -102,5 +135,6 @@ OUTPUTS: tuple[Output, ...] = (
     Output('odometry', 'odometry', Odometry, '~/odometry', OUTPUT_QOS, _odometry),
     Output('path', 'path', Path, '~/path', OUTPUT_QOS, _path),
     Output('map', 'map', PointCloud2, '~/map', MAP_QOS, None),
+    Output('scale', 'scale', DiagnosticArray, '~/scale', OUTPUT_QOS, _scale),
     Output('diagnostics', 'diagnostics', DiagnosticArray, '/diagnostics', DIAGNOSTICS_QOS, None),
 )

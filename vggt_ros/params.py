@@ -116,6 +116,7 @@ OUTPUTS = {
     'odometry': '~/odometry (nav_msgs/Odometry)',
     'path': '~/path (nav_msgs/Path)',
     'map': '~/map (accumulated PointCloud2 in the world frame)',
+    'scale': '~/scale (the metric scale: source, estimate, spread; not with scale_source fixed)',
     'diagnostics': '/diagnostics (rate, latency, dropped frames, window, merging, device)',
 }
 

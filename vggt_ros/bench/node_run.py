@@ -45,6 +45,7 @@ OUTPUT_TOPICS = {
     f'{NS}/odometry': Odometry,
     f'{NS}/path': PathMessage,
     f'{NS}/map': PointCloud2,
+    f'{NS}/scale': DiagnosticArray,
     '/diagnostics': DiagnosticArray,
 }
 LATCHED = QoSProfile(depth=1, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL)
