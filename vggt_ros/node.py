@@ -34,7 +34,7 @@ from rclpy.qos import (
     QoSProfile,
     QoSReliabilityPolicy,
 )
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
@@ -136,6 +136,14 @@ class StreamNode(Node):
         if values['scale_source'] == 'depth':
             self.create_subscription(Image, 'depth', self._on_depth, IMAGE_QOS[values['image_qos']])
         self._scale: ScaleEstimate | None = None  # the last frame's metric scale
+        self._camera_infos: StampPairing[CameraInfo] = StampPairing()
+        if values['depth.registered']:
+            self.create_subscription(
+                CameraInfo,
+                'camera_info',
+                lambda msg: self._camera_infos.put(_nanoseconds(msg.header.stamp), msg),
+                IMAGE_QOS['sensor_data'],
+            )
         self.create_service(Trigger, '~/reset', self._on_reset)
         self.create_timer(values['diagnostics_period'], self._publish_diagnostics)
         self._worker = threading.Thread(target=self._work, name='vggt_inference', daemon=True)
@@ -272,7 +280,7 @@ class StreamNode(Node):
             prefix = '' if outcome.kind == 'model' else 'skipping an image: '
             self._fail(outcome.kind, prefix + outcome.error)
         else:
-            self._publish(_stamp(outcome.stamp_ns), camera, outcome.frame, values)
+            self._publish(_stamp(outcome.stamp_ns), camera, outcome.frame, rgb.shape[:2], values)
             timings = outcome.frame.result.timings  # a re-anchoring's warm-start included
             model_s = timings.get('model', float('nan')) + timings.get('reanchor', 0.0)
             self._stats.frame_done(model_s, frame.received_at)
@@ -323,7 +331,12 @@ class StreamNode(Node):
     # Publishing -----------------------------------------------------------------------------
 
     def _publish(
-        self, stamp: Time, camera: str, frame: FrameOutputs, values: dict[str, Any]
+        self,
+        stamp: Time,
+        camera: str,
+        frame: FrameOutputs,
+        input_size: tuple[int, int],
+        values: dict[str, Any],
     ) -> None:
         """Every per-frame output that is switched on and listened to, from the table."""
         placement = self._place(stamp, camera, frame, values)
@@ -334,8 +347,19 @@ class StreamNode(Node):
         self._path.append(PoseStamped(header=world, pose=pose))
         camera_header = Header(stamp=stamp, frame_id=camera)
         twist = self._twist(placement, _nanoseconds(stamp))
+        stamp_ns = _nanoseconds(stamp)
+        info = self._camera_infos.nearest(stamp_ns) or self._camera_infos.latest()
         stamped = Stamped(
-            frame, placement, world, camera_header, self._path, twist, self._scale, values
+            frame,
+            placement,
+            world,
+            camera_header,
+            self._path,
+            twist,
+            self._scale,
+            values,
+            input_size,
+            info,
         )
         for output in OUTPUTS:
             if output.build is not None and self._wanted(output, values):

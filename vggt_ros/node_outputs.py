@@ -8,6 +8,7 @@ in vggt_ros.params.OUTPUTS); per-frame rows are built only when switched on and,
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from copy import copy
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ from tf2_msgs.msg import TFMessage
 from vggt_ros import messages
 from vggt_ros.metric_scale import ScaleEstimate
 from vggt_ros.outputs import FrameOutputs
+from vggt_ros.registration import register_depth
 from vggt_ros.tf_layout import Placement
 
 OUTPUT_QOS = QoSProfile(depth=2)  # reliable: reaches reliable and best-effort subscribers alike
@@ -44,6 +46,8 @@ class Stamped:
     twist: tuple[np.ndarray, np.ndarray] | None = None  # of the body since the last frame
     scale: ScaleEstimate | None = None  # the metric scale in force (scale_source)
     values: Mapping[str, Any] = field(default_factory=dict)  # the parameters for this frame
+    input_size: tuple[int, int] = (0, 0)  # (height, width) of the camera image
+    camera_info: CameraInfo | None = None  # the camera's own, paired by stamp (or the latest)
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,27 @@ def _depth(out: Stamped) -> Image:
 def _camera_info(out: Stamped) -> CameraInfo:
     height, width = out.frame.size
     return messages.intrinsics_to_camera_info(out.frame.result.K, width, height, out.camera)
+
+
+def _depth_registered(out: Stamped) -> Image | None:
+    """Depth at the camera image's resolution and frame (depth.registered), for consumers that
+    pair it with the colour image and the camera's own CameraInfo (depth_image_proc)."""
+    if not out.values['depth.registered']:
+        return None
+    depth = register_depth(out.frame.depth, out.input_size, out.frame.size[1])
+    return messages.depth_to_image(depth, out.camera)
+
+
+def _registered_camera_info(out: Stamped) -> CameraInfo | None:
+    """The camera's own CameraInfo, stamped and framed like the registered depth."""
+    info = out.camera_info
+    if not out.values['depth.registered'] or info is None:
+        return None
+    if (info.height, info.width) != tuple(out.input_size):
+        return None  # calibrated for another resolution: it would unproject wrongly
+    registered = copy(info)  # the calibration as the camera sent it, under the image's header
+    registered.header = out.camera
+    return registered
 
 
 def _confidence(out: Stamped) -> Image:
@@ -130,6 +155,22 @@ OUTPUTS: tuple[Output, ...] = (
     Output('tf_static', 'tf', TFMessage, '/tf_static', TF_STATIC_QOS, None, always=True),
     Output('depth', 'depth', Image, '~/depth', OUTPUT_QOS, _depth),
     Output('camera_info', 'depth', CameraInfo, '~/depth/camera_info', OUTPUT_QOS, _camera_info),
+    Output(
+        'depth_registered',
+        'depth',
+        Image,
+        '~/depth_registered/image',
+        OUTPUT_QOS,
+        _depth_registered,
+    ),
+    Output(
+        'depth_registered_info',
+        'depth',
+        CameraInfo,
+        '~/depth_registered/camera_info',
+        OUTPUT_QOS,
+        _registered_camera_info,
+    ),
     Output('confidence', 'confidence', Image, '~/confidence', OUTPUT_QOS, _confidence),
     Output('points', 'points', PointCloud2, '~/points', OUTPUT_QOS, _points),
     Output('odometry', 'odometry', Odometry, '~/odometry', OUTPUT_QOS, _odometry),

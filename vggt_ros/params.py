@@ -333,6 +333,14 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         minimum=0.0,
     ),
     ParameterSpec(
+        'depth.registered',
+        False,
+        "Also publish depth at the camera image's resolution and frame on "
+        "~/depth_registered/image, with the camera's own CameraInfo (from the camera_info "
+        "input, paired by stamp) on ~/depth_registered/camera_info: the model's crop and resize "
+        'undone, for depth_image_proc with the colour image.',
+    ),
+    ParameterSpec(
         'points.decimation',
         1,
         'Keep every n-th row and column in ~/points (the cloud stays organised).',

@@ -35,6 +35,11 @@ class StampPairing(Generic[T]):
             if len(self._stamps) > self._history:  # the oldest go first
                 del self._stamps[0], self._items[0]
 
+    def latest(self) -> T | None:
+        """The newest message: a CameraInfo that rarely changes stands in for a missing one."""
+        with self._lock:
+            return self._items[-1] if self._items else None
+
     def nearest(self, stamp_ns: int, tolerance_ns: int = PAIRING_TOLERANCE_NS) -> T | None:
         """The message stamped closest to `stamp_ns`, if within the tolerance."""
         with self._lock:
