@@ -33,9 +33,18 @@ POINT_FIELDS = tuple(
 POINT_STEP = 16
 
 
+def _message_buffer(shape: tuple[int, ...], dtype: np.dtype) -> tuple[array.array, np.ndarray]:
+    """A zeroed array.array('B') for a message's data field (what the generated setters take
+    without a per-byte check) and a numpy view of it: arrays are written into the message's own
+    buffer, one copy instead of three (tobytes, array, setter)."""
+    buffer = array.array('B', bytes(1)) * (int(np.prod(shape)) * np.dtype(dtype).itemsize)
+    return buffer, np.frombuffer(buffer, dtype=dtype).reshape(shape)
+
+
 def _byte_array(pixels: np.ndarray) -> array.array:
-    # array.array is what the generated setters accept without a per-byte check.
-    return array.array('B', np.ascontiguousarray(pixels).tobytes())
+    buffer, view = _message_buffer(pixels.shape, pixels.dtype)
+    np.copyto(view, pixels)
+    return buffer
 
 
 def array_to_image(pixels: np.ndarray, encoding: str, header: Header) -> Image:
@@ -81,8 +90,9 @@ def points_to_cloud(
         raise ValueError(
             f'points and colours must be HxWx3, got {points.shape} and {colours.shape}'
         )
-    cloud = np.empty((height, width, 4), dtype=np.float32)
-    cloud[..., :3] = points
+    data, cloud = _message_buffer((height, width, 4), np.float32)
+    for axis in range(3):  # column by column: three times faster than one strided [..., :3] copy
+        cloud[..., axis] = points[..., axis]
     cloud[..., 3] = pack_rgb(colours)
     if valid is not None:
         cloud[~valid, :3] = np.nan
@@ -94,7 +104,7 @@ def points_to_cloud(
         is_bigendian=not np.little_endian,
         point_step=POINT_STEP,
         row_step=POINT_STEP * width,
-        data=_byte_array(cloud),
+        data=data,
         is_dense=False,
     )
 

@@ -17,11 +17,12 @@ from std_msgs.msg import Header
 from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
-from vggt_ros import messages
+from vggt_ros import images, messages
 from vggt_ros.bench.blocks import BLOCK_PRESET
 from vggt_ros.bench.flops import model_flops
-from vggt_ros.bench.harness import rss_bytes, slope, stats, timed
+from vggt_ros.bench.harness import ratio, rss_bytes, slope, stats, time_in_turn, timed
 from vggt_ros.bench.node_run import NodeRun, RecordingReconstructor
+from vggt_ros.frame_size import model_size
 from vggt_ros.model import PRESETS, StreamVGGT
 from vggt_ros.outputs import FrameOutputs, OutputOptions
 from vggt_ros.reconstructor import FrameResult
@@ -106,6 +107,61 @@ def publish_overhead(repeats: int, size: tuple[int, int] = CLOUD_SIZE) -> dict[s
     }
 
 
+INPUT_SIZES = ((480, 640), (720, 1280))  # camera images, height x width
+COST_TARGET = 3.0  # the node's own work per frame at most this many times a memcpy of its bytes
+
+
+def _message_bytes(message: Any) -> int:
+    data = getattr(message, 'data', None)
+    if data is not None:
+        return len(data)
+    return 0  # CameraInfo, TF: a few hundred bytes
+
+
+def node_cost(repeats: int, sizes: tuple[tuple[int, int], ...] = INPUT_SIZES) -> list[dict]:
+    """Per camera image size: the node's own work on a frame (decoding the rgb8 message, building
+    the depth, CameraInfo, cloud and TF messages at the model's size, publishing them to
+    subscribers) against a memcpy of the bytes it reads and writes, the physical floor; the two
+    timed in turn, `repeats` times each after one untimed frame."""
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    rows = []
+    try:
+        publishing = Publishing(context)
+        for size in sizes:
+            rng = np.random.default_rng(0)
+            pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+            image = messages.array_to_image(pixels, 'rgb8', Header(frame_id='camera'))
+            result = synthetic_result(model_size(*size, CLOUD_SIZE[1]))
+
+            def work(image: Image = image, result: FrameResult = result) -> dict[str, Any]:
+                images.image_to_rgb(image)
+                converted = publishing.convert(result)
+                publishing.publish(converted)
+                return converted
+
+            moved = len(image.data) + sum(map(_message_bytes, work().values()))
+            source, target = np.ones(moved, np.uint8), np.empty(moved, np.uint8)
+            times = time_in_turn(
+                {'node': work, 'memcpy': lambda s=source, t=target: np.copyto(t, s)}, repeats
+            )
+            rows.append(
+                {
+                    'input_size': list(size),
+                    'model_size': list(result.depth.shape),
+                    'bytes': moved,
+                    'node_s': times['node'],
+                    'memcpy_s': times['memcpy'],
+                    'ratio': ratio(times['node'], times['memcpy']),
+                    'target': COST_TARGET,
+                }
+            )
+        publishing.node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
+    return rows
+
+
 def end_to_end(reconstructor: RecordingReconstructor, size: tuple[int, int], frames: int) -> dict:
     """Image published -> TF received through real rclpy, one frame at a time (no drops), minus
     the model's time in that step; the first frame is untimed."""
@@ -137,7 +193,7 @@ def node_overhead(
     """Section 7: the node's publishing cost per frame at 518x392, over the 1B step at that size
     (closed-form FLOPs at the rate the 1B run achieved in section 6: an estimate, since that step
     takes tens of seconds on a CPU), and end-to-end latency minus model time (tiny preset)."""
-    section = {'publishing': publish_overhead(repeats)}
+    section = {'publishing': publish_overhead(repeats), 'cost': node_cost(repeats)}
     big = next((result for result in results if result['preset'] == BLOCK_PRESET), None)
     if big is not None:
         rate = big['efficiency']['achieved_flops_per_s']

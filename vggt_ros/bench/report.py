@@ -295,6 +295,24 @@ def node_markdown(node: dict[str, Any]) -> list[str]:
         f'image published -> TF received {_ms(e2e["latency_s"])} ms, model '
         f'{_ms(e2e["model_s"])} ms, the rest (transport, decode, preprocessing, outputs) '
         f'{_ms(e2e["overhead_s"])} ms.',
+        '',
+        "The node's own work per camera frame (decode the rgb8 image; build depth, CameraInfo, "
+        'cloud and TF at the model size; publish to subscribers) against a memcpy of the bytes it '
+        'reads and writes, timed in turn:',
+        '',
+        '| input | model | bytes | node | memcpy | node / memcpy |',
+        '|---|---|---|---|---|---|',
+        *(
+            _row(
+                'x'.join(map(str, row['input_size'][::-1])),
+                'x'.join(map(str, row['model_size'][::-1])),
+                _mb(row['bytes']),
+                _ms(row['node_s']),
+                _ms(row['memcpy_s']),
+                f'**{row["ratio"]:.2f}** (target <= {row["target"]:g})',
+            )
+            for row in node.get('cost', [])
+        ),
     ]
 
 
