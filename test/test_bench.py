@@ -248,8 +248,16 @@ def test_node_overhead_through_real_rclpy(model):
     section = node.node_overhead(model, repeats=2, frames=2, results=[])
     assert_stats(section['publishing']['total_s'])
     assert_stats(section['end_to_end']['overhead_s'])
+    sizes = [row['input_size'] for row in section['cost']]
+    assert sizes == [list(size) for size in node.INPUT_SIZES]
+    for row in section['cost']:
+        assert_stats(row['node_s'])
+        assert row['ratio'] == row['node_s']['median'] / row['memcpy_s']['median'] > 1
+        # the input image, depth (4 B/px) and the cloud (16 B/px) at the model's size at least
+        height, width = row['model_size']
+        assert row['bytes'] >= 3 * row['input_size'][0] * row['input_size'][1] + 20 * height * width
     lines = report.node_markdown(section)
-    assert lines[1].startswith('## 7.')
+    assert lines[1].startswith('## 7.') and any('node / memcpy' in line for line in lines)
 
 
 def test_gpu_section_says_when_it_skipped():
