@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import array
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -34,9 +35,8 @@ POINT_STEP = 16
 
 
 def _message_buffer(shape: tuple[int, ...], dtype: np.dtype) -> tuple[array.array, np.ndarray]:
-    """A zeroed array.array('B') for a message's data field (what the generated setters take
-    without a per-byte check) and a numpy view of it: arrays are written into the message's own
-    buffer, one copy instead of three (tobytes, array, setter)."""
+    """A zeroed array.array('B') for a message's data field and a numpy view of it: arrays are
+    written straight into the buffer the message will hold (see _with_data)."""
     buffer = array.array('B', bytes(1)) * (int(np.prod(shape)) * np.dtype(dtype).itemsize)
     return buffer, np.frombuffer(buffer, dtype=dtype).reshape(shape)
 
@@ -45,6 +45,16 @@ def _byte_array(pixels: np.ndarray) -> array.array:
     buffer, view = _message_buffer(pixels.shape, pixels.dtype)
     np.copyto(view, pixels)
     return buffer
+
+
+def _with_data(message_type: type, data: array.array, **fields: Any) -> Any:
+    """A message holding `data` itself. Generated constructors copy a data argument, and so do
+    setters without field checks (the default since Jazzy); with checks, an array.array('B') is
+    kept as it is, so a frame's megabytes are not copied twice more before publishing."""
+    checked = {'check_fields': True} if '_check_fields' in message_type.__slots__ else {}
+    message = message_type(**checked, **fields)
+    message.data = data
+    return message
 
 
 def array_to_image(pixels: np.ndarray, encoding: str, header: Header) -> Image:
@@ -56,14 +66,15 @@ def array_to_image(pixels: np.ndarray, encoding: str, header: Header) -> Image:
     expected = (height, width, channels) if channels > 1 else (height, width)
     if pixels.shape != expected:
         raise ValueError(f'{encoding} needs shape {expected}, got {pixels.shape}')
-    return Image(
+    return _with_data(
+        Image,
+        _byte_array(pixels.astype(dtype, copy=False)),
         header=header,
         height=height,
         width=width,
         encoding=encoding,
         is_bigendian=not np.little_endian,
         step=width * channels * dtype.itemsize,
-        data=_byte_array(pixels.astype(dtype, copy=False)),
     )
 
 
@@ -96,7 +107,9 @@ def points_to_cloud(
     cloud[..., 3] = pack_rgb(colours)
     if valid is not None:
         cloud[~valid, :3] = np.nan
-    return PointCloud2(
+    return _with_data(
+        PointCloud2,
+        data,
         header=header,
         height=height,
         width=width,
@@ -104,7 +117,6 @@ def points_to_cloud(
         is_bigendian=not np.little_endian,
         point_step=POINT_STEP,
         row_step=POINT_STEP * width,
-        data=data,
         is_dense=False,
     )
 
