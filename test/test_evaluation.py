@@ -164,3 +164,17 @@ def test_tiny_preset_end_to_end_writes_the_report(bag, tmp_path, capsys):
     assert metrics['random_weights'] and metrics['frames'] == 4
     assert 'RANDOM WEIGHTS' in (out / 'report.md').read_text()
     assert (out / 'trajectory.tum').read_text().count('\n') == 5  # header + 4 poses
+
+
+def test_scale_source_depth_scores_a_metric_trajectory(bag, sequence, tmp_path):
+    """As deployed with a depth camera: the bag's depth topic feeds the metric scale."""
+
+    def doubled(index, height, width):
+        pose_enc, depth = sequence.model_frame(index, height, width)
+        pose_enc[:3] *= 2
+        return pose_enc, depth * 2
+
+    metrics = evaluate(bag, tmp_path, doubled, '--scale_source', 'depth')
+    assert metrics['sim3_scale'] == pytest.approx(1.0, rel=1e-3)
+    assert metrics['depth_median_scale'] == pytest.approx(1.0, rel=1e-3)
+    assert metrics['frames'] == len(sequence)

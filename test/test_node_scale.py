@@ -7,7 +7,6 @@ from node_harness import HEIGHT, NS, POSES, WIDTH, diagnostic_values, known_dept
 
 from vggt_ros import images, messages
 from vggt_ros.bench.node_run import stamp_ns
-from vggt_ros.metric_scale import MIN_DEPTH_FRAMES
 
 METRES_PER_UNIT = 2.5
 
@@ -23,7 +22,7 @@ def test_a_depth_topic_makes_the_outputs_metric(harness_factory):
     harness = harness_factory(scale_source='depth')
     depths = harness.peer.create_publisher(type(rgb_image(0)), 'depth', 10)
     harness.wait(lambda: depths.get_subscription_count(), 'the node to subscribe to depth')
-    for index in range(MIN_DEPTH_FRAMES + 1):
+    for index in range(3):
         image = rgb_image(index)
         depths.publish(depth_message(image, ('32FC1', '16UC1')[index % 2]))
         stamp = stamp_ns(image.header.stamp)
@@ -31,9 +30,6 @@ def test_a_depth_topic_makes_the_outputs_metric(harness_factory):
         tf = harness.send(image, wait_topic='/tf')
         scale = diagnostic_values(harness.wait_for(f'{NS}/scale', image.header.stamp))
         depth = images.image_to_array(harness.wait_for(f'{NS}/depth', image.header.stamp))
-        if index < MIN_DEPTH_FRAMES - 1:
-            assert scale['metric'].startswith('no') and scale['scale'] == '1 (guess)'
-            continue
         assert scale['metric'] == 'yes' and scale['scale source'] == 'depth'
         assert float(scale['scale']) == pytest.approx(METRES_PER_UNIT, rel=1e-3)
         np.testing.assert_allclose(depth, METRES_PER_UNIT * known_depth(HEIGHT, WIDTH), rtol=1e-3)

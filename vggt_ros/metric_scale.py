@@ -22,7 +22,7 @@ import numpy as np
 
 SCALE_SOURCES = ('fixed', 'depth', 'odometry')
 SCALE_WINDOW = 30  # frames of evidence: long enough to average noise, short enough to follow
-MIN_DEPTH_FRAMES = 3
+MIN_DEPTH_FRAMES = 1  # a frame holds thousands of ratios: its median is robust already
 MIN_MOTION_M = 0.2  # RMS distance of the odometry's camera centres from their centroid
 
 

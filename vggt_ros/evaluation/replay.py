@@ -25,8 +25,9 @@ from vggt_ros.evaluation.ground_truth import Trajectory
 from vggt_ros.evaluation.metrics import DepthAccumulator
 from vggt_ros.images import ImageError, compressed_to_rgb, depth_to_metres, image_to_rgb
 from vggt_ros.mapping import VoxelMap
-from vggt_ros.pipeline import Outcome, StreamPipeline
+from vggt_ros.pipeline import MetricSample, Outcome, StreamPipeline
 from vggt_ros.registration import to_model_grid
+from vggt_ros.stamp_pairing import StampPairing
 
 IMAGE_TYPES = ('sensor_msgs/msg/Image', 'sensor_msgs/msg/CompressedImage')
 DEPTH_TYPES = ('sensor_msgs/msg/Image',)
@@ -175,33 +176,57 @@ def replay(
     count, messages = bag_frames(reader, image_topic, depth_topic, stride, max_frames)
     strip_at = set(np.linspace(0, count - 1, min(STRIP_FRAMES, count)).round().astype(int))
     stamps, poses, latencies = [], [], []
+    # With scale_source depth the depth topic is also the node's metric depth input: an image
+    # waits (at most until the next image) for its depth image, which a bag may hold after it.
+    depths: StampPairing[object] | None = StampPairing() if metric_depth(values) else None
+    held: tuple[object, int, int] | None = None
+
+    def run(message: object, recorded: int, selected: int) -> None:
+        metric = None
+        if depths is not None and (depth := depths.nearest(stamp_ns(message))) is not None:
+            metric = MetricSample(depth=depth_to_metres(depth))
+        outcome = _process(pipeline, values, message, recorded, out.counts, metric)
+        if on_outcome is not None:
+            on_outcome(outcome)
+        if outcome.status != 'processed':
+            return
+        result = outcome.frame.result
+        stamps.append(outcome.stamp_ns)
+        poses.append(outcome.frame.pose)
+        latencies.append(sum(result.timings.values()))
+        slot = None
+        if selected in strip_at:
+            slot = len(out.strip)
+            out.strip.append((result.colours, result.depth, None))
+        if depth_topic:
+            matcher.add_prediction(outcome.stamp_ns, (result.depth, slot))
+
     index = -1
     start = time.perf_counter()
     with tqdm(total=count, unit='frame', disable=not progress) as bar:
         for topic, recorded, message in messages:
             if topic != image_topic:
                 matcher.add_truth(stamp_ns(message), message)
+                if depths is not None:
+                    depths.put(stamp_ns(message), message)
+                    if held is not None and depths.nearest(stamp_ns(held[0])) is not None:
+                        run(*held)
+                        held = None
                 continue
             index += 1
             if index % stride:
                 out.counts['skipped: frame stride'] += 1
                 continue
             bar.update()
-            outcome = _process(pipeline, values, message, recorded, out.counts)
-            if on_outcome is not None:
-                on_outcome(outcome)
-            if outcome.status != 'processed':
-                continue
-            result = outcome.frame.result
-            stamps.append(outcome.stamp_ns)
-            poses.append(outcome.frame.pose)
-            latencies.append(sum(result.timings.values()))
-            slot = None
-            if index // stride in strip_at:
-                slot = len(out.strip)
-                out.strip.append((result.colours, result.depth, None))
-            if depth_topic:
-                matcher.add_prediction(outcome.stamp_ns, (result.depth, slot))
+            if held is not None:
+                run(*held)  # its depth never came
+                held = None
+            if depths is not None and depths.nearest(stamp_ns(message)) is None:
+                held = (message, recorded, index // stride)
+            else:
+                run(message, recorded, index // stride)
+        if held is not None:
+            run(*held)
     matcher.finish()
     out.wall_seconds = time.perf_counter() - start
     poses = np.stack(poses) if poses else np.empty((0, 4, 4))
@@ -211,12 +236,18 @@ def replay(
     return out
 
 
+def metric_depth(values: Mapping[str, Any]) -> bool:
+    """Whether the depth topic also feeds the metric scale, as the node's depth input would."""
+    return values['scale_source'] == 'depth'
+
+
 def _process(
     pipeline: StreamPipeline,
     values: Mapping[str, Any],
     message: object,
     recorded: int,
     counts: Counter,
+    metric: MetricSample | None = None,
 ) -> Outcome:
     """One image message through the pipeline, as the node does (the bag's record time stands
     for the time of receipt), counting what became of it."""
@@ -226,7 +257,7 @@ def _process(
     except ImageError as error:
         outcome = Outcome('failed', stamp, kind=error.kind, error=str(error))
     else:
-        outcome = pipeline.process(rgb, stamp, recorded, values)
+        outcome = pipeline.process(rgb, stamp, recorded, values, metric=metric)
     counts['resets'] += outcome.reset is not None
     kind = '' if outcome.status == 'processed' else f': {outcome.kind}'
     counts[outcome.status + kind] += 1
