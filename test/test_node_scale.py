@@ -53,3 +53,27 @@ def test_without_depth_the_outputs_say_they_are_not_metric(harness_factory):
 def test_odometry_scale_needs_an_odometry_of_its_own(harness_factory):
     with pytest.raises(Exception, match='tf_mode odom publishes it'):
         harness_factory(scale_source='odometry', tf_mode='odom')
+
+
+def test_wheel_odometry_makes_the_outputs_metric_in_map_mode(harness_factory):
+    from test_node_tf import MOUNT, model_pose, node_tf, robot
+
+    harness, tree = robot(harness_factory, tf_mode='map', scale_source='odometry')
+    for index in range(3):
+        image = rgb_image(index)
+        camera = model_pose(index)
+        camera[:3, 3] *= METRES_PER_UNIT  # where the camera really is, in metres
+        wheels = MOUNT @ camera @ np.linalg.inv(MOUNT)  # odom -> base_link, exact wheels
+        tree.publish('odom', 'base_link', wheels, image.header.stamp)
+        stamp = stamp_ns(image.header.stamp)
+        harness.wait(
+            lambda stamp=stamp: harness.node._transforms.can_transform('odom', 'base_link', stamp),
+            'wheel odometry',
+        )
+        harness.send(image, wait_topic=f'{NS}/depth')
+        node_tf(harness, image, 'odom')
+    scale = diagnostic_values(harness.wait_for(f'{NS}/scale', rgb_image(2).header.stamp))
+    assert scale['metric'] == 'yes' and scale['scale source'] == 'odometry'
+    assert float(scale['scale']) == pytest.approx(METRES_PER_UNIT, rel=1e-4)
+    depth = images.image_to_array(harness.wait_for(f'{NS}/depth', rgb_image(2).header.stamp))
+    np.testing.assert_allclose(depth, METRES_PER_UNIT * known_depth(HEIGHT, WIDTH), rtol=1e-4)
