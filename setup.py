@@ -26,6 +26,7 @@ setup(
             'vggt-bench = vggt_ros.bench.cli:main',
             'vggt-synth = vggt_ros.synthetic:main',
             'vggt-eval = vggt_ros.evaluation.cli:main',
+            'vggt-train = vggt_ros.training.train:main',
             'evaluate = vggt_ros.evaluation.cli:main',
         ],
     },

@@ -132,7 +132,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec(
         'preset',
         'streamvggt-1b',
-        'Model size: streamvggt-1b (the released model, needs a checkpoint) or tiny (tests).',
+        'Model size: streamvggt-1b (the released model, needs a checkpoint), small (trained by '
+        'vggt-train, needs its checkpoint) or tiny (tests).',
         choices=tuple(PRESETS),
     ),
     ParameterSpec(

@@ -36,6 +36,32 @@ def check_rgb(rgb: np.ndarray) -> None:
         raise ValueError(f'empty image, shape {rgb.shape}')
 
 
+def preprocess(rgb: np.ndarray, image_width: int, device: torch.device | str = 'cpu') -> Tensor:
+    """HxWx3 uint8 -> [3, H, W] float in [0, 1] on `device`, at model_size(): what the model sees
+    (streaming and training alike).
+
+    Resizing on the device keeps the CPU free; ImageNet normalisation happens inside the model.
+    """
+    check_rgb(rgb)
+    height, width = rgb.shape[:2]
+    model_size(height, width, image_width)  # a size the model can use, or FrameSizeError
+    resized = resized_height(height, width, image_width)
+    if not rgb.flags.writeable:  # e.g. a view of a ROS message buffer; torch wants to own it
+        rgb = rgb.copy()
+    pixels = torch.from_numpy(np.ascontiguousarray(rgb)).to(device)
+    image = pixels.permute(2, 0, 1).float() / 255
+    if (resized, image_width) != (height, width):
+        image = F.interpolate(
+            image[None],
+            size=(resized, image_width),
+            mode='bicubic',
+            align_corners=False,
+            antialias=True,
+        )[0].clamp_(0, 1)
+    top = max(resized - image_width, 0) // 2
+    return image[:, top : top + image_width]
+
+
 class Reconstructor:
     """Streams frames through a StreamVGGT session; `reset()` starts a new world."""
 
@@ -84,28 +110,8 @@ class Reconstructor:
         self.session.set_merging(merging)
 
     def preprocess(self, rgb: np.ndarray) -> Tensor:
-        """HxWx3 uint8 -> [3, H, W] float in [0, 1] on the model's device, at model_size().
-
-        Resizing on the device keeps the CPU free; ImageNet normalisation happens inside the model.
-        """
-        check_rgb(rgb)
-        height, width = rgb.shape[:2]
-        model_size(height, width, self.image_width)  # a size the model can use, or FrameSizeError
-        resized = resized_height(height, width, self.image_width)
-        if not rgb.flags.writeable:  # e.g. a view of a ROS message buffer; torch wants to own it
-            rgb = rgb.copy()
-        pixels = torch.from_numpy(np.ascontiguousarray(rgb)).to(self.device)
-        image = pixels.permute(2, 0, 1).float() / 255
-        if (resized, self.image_width) != (height, width):
-            image = F.interpolate(
-                image[None],
-                size=(resized, self.image_width),
-                mode='bicubic',
-                align_corners=False,
-                antialias=True,
-            )[0].clamp_(0, 1)
-        top = max(resized - self.image_width, 0) // 2
-        return image[:, top : top + self.image_width]
+        """HxWx3 uint8 -> the model's input on its device (see `preprocess`)."""
+        return preprocess(rgb, self.image_width, self.device)
 
     def step(self, rgb: np.ndarray, stamp: float | None = None) -> FrameResult:
         """Run one frame through the session and return its pose, depth and points."""

@@ -66,6 +66,19 @@ PRESETS = {
         dpt_features=16,
         dpt_out_channels=(16, 32, 64, 64),
     ),
+    # Trained by the project itself (vggt-train) on 2 CPU cores: 26 M parameters, 112-168 px wide.
+    'small': StreamVGGTConfig(
+        embed_dim=256,
+        depth=6,
+        num_heads=8,
+        dino_depth=6,
+        dino_num_heads=8,
+        camera_trunk_depth=2,
+        camera_num_heads=8,
+        dpt_layers=(1, 3, 4, 5),
+        dpt_features=64,
+        dpt_out_channels=(64, 128, 256, 256),
+    ),
 }
 
 
@@ -144,6 +157,12 @@ class StreamVGGT(nn.Module):
     ) -> dict[str, Tensor]:
         """images [S, 3, H, W] in [0, 1] -> pose_enc [S, 9], depth, depth_conf, world_points_conf
         [S, H, W], world_points [S, H, W, 3] (those of `heads`); frame t sees frames 0..t only."""
+        return self(images, precision, heads)
+
+    def forward(
+        self, images: Tensor, precision: str = 'auto', heads: tuple[str, ...] = HEADS
+    ) -> dict[str, Tensor]:
+        """forward_causal with autograd: how a sequence is trained (vggt_ros.training)."""
         if images.ndim != 4:
             raise ValueError(f'expected images [S, 3, H, W], got shape {tuple(images.shape)}')
         self._check_size(images.shape[1:])

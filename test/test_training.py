@@ -1,0 +1,66 @@
+"""vggt-train on a synthetic bag: VGGT's normalised targets, deterministic and resumable runs,
+a loss that falls, and weights the Reconstructor loads."""
+
+import csv
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from vggt_ros.checkpoints import load_model
+from vggt_ros.synthetic import make_sequence, write_bag
+from vggt_ros.training import train as trainer
+from vggt_ros.training.data import BagTopics, clip_indices, make_clip, read_frames
+
+WIDTH = 56  # the model's width: 112x84 frames become 56x42
+
+
+@pytest.fixture(scope='module')
+def bag(tmp_path_factory):
+    sequence = make_sequence('orbit', 10, 112, 84)
+    return write_bag(sequence, tmp_path_factory.mktemp('train') / 'orbit')
+
+
+def run(bag, out, steps, *extra):
+    args = trainer.parse_args(
+        [str(bag), '--preset', 'tiny', '--out', str(out), '--steps', str(steps), '--clip', '3']
+        + ['--image-width', str(WIDTH), '--warmup', '2', '--save-every', '2', '--quiet', *extra]
+    )
+    return trainer.train(args)
+
+
+def rows(out):
+    with (out / trainer.LOG_FILE).open() as file:
+        return [{k: v for k, v in row.items() if k != 'seconds'} for row in csv.DictReader(file)]
+
+
+def test_clips_are_normalised_as_vggt_normalises_ground_truth(bag):
+    frames = read_frames(bag, WIDTH, BagTopics())
+    assert frames.images.shape == (10, 3, 42, 56) and frames.depths.shape == (10, 42, 56)
+    clip = make_clip(frames, clip_indices(len(frames), 3, 2, np.random.default_rng(0)))
+    valid = torch.isfinite(clip.depth)
+    assert clip.points[valid].norm(dim=-1).mean() == pytest.approx(1.0, rel=1e-5)
+    np.testing.assert_allclose(clip.pose_enc[0, :7], [0, 0, 0, 0, 0, 0, 1], atol=1e-6)
+    np.testing.assert_allclose(clip.points[0][..., 2][valid[0]], clip.depth[0][valid[0]], rtol=1e-5)
+    assert clip.scale > 0.5  # metres per unit: the room is metres across
+
+
+def test_a_resumed_run_is_the_uninterrupted_one(bag, tmp_path):
+    run(bag, tmp_path / 'straight', 4)
+    run(bag, tmp_path / 'resumed', 2)
+    run(bag, tmp_path / 'resumed', 4, '--resume')
+    assert rows(tmp_path / 'straight') == rows(tmp_path / 'resumed')
+    straight = load_file(tmp_path / 'straight' / trainer.WEIGHTS_FILE)
+    resumed = load_file(tmp_path / 'resumed' / trainer.WEIGHTS_FILE)
+    assert all(torch.equal(straight[name], resumed[name]) for name in straight)
+    assert (tmp_path / 'straight' / trainer.PLOT_FILE).stat().st_size > 0
+
+
+def test_the_loss_falls_and_the_weights_load(bag, tmp_path):
+    run(bag, tmp_path, 10, '--lr', '1e-3')
+    totals = [float(row['total']) for row in rows(tmp_path)]
+    assert all(np.isfinite(totals)) and np.mean(totals[-3:]) < np.mean(totals[:3])
+    model = load_model(tmp_path / trainer.WEIGHTS_FILE, 'tiny')
+    out = model.forward_causal(torch.rand(2, 3, 42, 56), 'fp32', ('camera', 'depth'))
+    assert torch.isfinite(out['depth']).all()

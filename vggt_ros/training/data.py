@@ -1,0 +1,139 @@
+"""Training sequences from rosbags with ground truth, read as vggt-eval reads them.
+
+A bag gives frames: the camera image at the model's size (the Reconstructor's own preprocessing),
+the depth topic sampled at the model's pixels, the ground-truth camera pose (TF chain) and the
+camera's intrinsics (its CameraInfo, rescaled as the model sees the image). A clip is S
+consecutive frames; its targets are VGGT's: poses and points in the first camera's frame, all
+divided by the mean distance of the valid points from that camera (VGGT's normalisation), so the
+model learns its normalised scale.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from vggt_ros.evaluation import ground_truth
+from vggt_ros.evaluation.bag_io import open_bag, read_messages, stamp_ns, topic_connections
+from vggt_ros.evaluation.replay import DEPTH_TYPES, IMAGE_TYPES, decode_rgb
+from vggt_ros.images import depth_to_metres
+from vggt_ros.model.geometry import extri_intri_to_pose_encoding
+from vggt_ros.reconstructor import preprocess
+from vggt_ros.registration import to_model_grid
+from vggt_ros.synthetic import scale_intrinsics
+
+INFO_TYPES = ('sensor_msgs/msg/CameraInfo',)
+
+
+@dataclass(frozen=True)
+class BagTopics:
+    """Where a bag keeps what training needs (the synthetic scenes' names by default)."""
+
+    image: str = '/camera/image_raw'
+    depth: str = '/camera/depth'
+    info: str = '/camera/camera_info'
+    gt_parent: str = 'world'
+    gt_child: str = 'camera_optical_frame'
+
+
+@dataclass(frozen=True)
+class Frames:
+    """One bag's frames at the model's size."""
+
+    images: Tensor  # [N, 3, H, W] in [0, 1]
+    depths: Tensor  # [N, H, W] metres, NaN where unknown
+    poses: np.ndarray  # [N, 4, 4] world_from_camera (optical)
+    K: np.ndarray  # [3, 3] at the model's size
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def read_frames(path: str | os.PathLike, image_width: int, topics: BagTopics) -> Frames:
+    """Every image of the bag with its depth (same stamp) and ground-truth pose (nearest stamp)."""
+    with open_bag(path) as reader:
+        truth = ground_truth.from_tf(reader, topics.gt_parent, topics.gt_child)
+        connections = [
+            *topic_connections(reader, topics.image, IMAGE_TYPES),
+            *topic_connections(reader, topics.depth, DEPTH_TYPES),
+            *topic_connections(reader, topics.info, INFO_TYPES),
+        ]
+        images, depths, info = {}, {}, None
+        for topic, _, message in read_messages(reader, connections):
+            if topic == topics.image:
+                images[stamp_ns(message)] = preprocess(decode_rgb(message), image_width)
+            elif topic == topics.depth:
+                depths[stamp_ns(message)] = depth_to_metres(message)
+            else:
+                info = message
+    if info is None:
+        raise ValueError(f'{path}: no CameraInfo on {topics.info}')
+    stamps = sorted(set(images) & set(depths))
+    if not stamps:
+        raise ValueError(f'{path}: no image with a depth image of the same stamp')
+    nearest = [int(np.argmin(np.abs(truth.stamps - stamp))) for stamp in stamps]
+    model_hw = images[stamps[0]].shape[-2:]
+    K = np.asarray(info.k, float).reshape(3, 3)
+    return Frames(
+        images=torch.stack([images[s] for s in stamps]),
+        depths=torch.stack(
+            [torch.from_numpy(to_model_grid(depths[s], image_width)) for s in stamps]
+        ),
+        poses=truth.poses[nearest],
+        K=scale_intrinsics(K, (info.height, info.width), model_hw),
+    )
+
+
+@dataclass(frozen=True)
+class Clip:
+    """S frames and their VGGT targets."""
+
+    images: Tensor  # [S, 3, H, W]
+    pose_enc: Tensor  # [S, 9] camera-from-first, normalised translation
+    depth: Tensor  # [S, H, W] normalised, NaN where unknown
+    points: Tensor  # [S, H, W, 3] in the first camera's frame, normalised
+    scale: float  # metres per normalised unit
+
+
+def make_clip(frames: Frames, indices: Sequence[int]) -> Clip:
+    """The clip of `frames` at `indices`, normalised as VGGT normalises ground truth."""
+    poses = frames.poses[list(indices)]
+    first_from_camera = np.linalg.inv(poses[0]) @ poses
+    depth = frames.depths[list(indices)].double()
+    height, width = depth.shape[-2:]
+    K = torch.from_numpy(frames.K)
+    v, u = torch.meshgrid(torch.arange(height), torch.arange(width), indexing='ij')
+    rays = torch.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], torch.ones_like(u)], -1)
+    camera_points = rays.double() * depth[..., None]
+    transform = torch.from_numpy(first_from_camera)
+    points = (
+        camera_points @ transform[:, None, :3, :3].transpose(-1, -2)
+        + transform[:, None, None, :3, 3]
+    )
+    valid = torch.isfinite(depth) & (depth > 0)
+    scale = float(points[valid].norm(dim=-1).mean()) if valid.any() else 1.0
+    camera_from_first = torch.from_numpy(np.linalg.inv(first_from_camera))
+    camera_from_first[:, :3, 3] /= scale
+    intrinsics = K.expand(len(indices), 3, 3)
+    pose_enc = extri_intri_to_pose_encoding(camera_from_first[:, :3], intrinsics, (height, width))
+    return Clip(
+        images=frames.images[list(indices)],
+        pose_enc=pose_enc.float(),
+        depth=(depth / scale).float(),
+        points=(points / scale).float(),
+        scale=scale,
+    )
+
+
+def clip_indices(length: int, frames: int, stride: int, rng: np.random.Generator) -> list[int]:
+    """`frames` indices `stride` apart from a random start within a sequence of `length`."""
+    span = (frames - 1) * stride + 1
+    if span > length:
+        raise ValueError(f'a clip of {frames} frames {stride} apart needs {span}, got {length}')
+    start = int(rng.integers(0, length - span + 1))
+    return list(range(start, start + span, stride))

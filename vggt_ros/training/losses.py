@@ -1,0 +1,70 @@
+"""VGGT's training losses: one clip's predictions against its normalised targets (data.make_clip).
+
+- camera: Huber regression of the pose encoding (translation, quaternion, field of view);
+- depth and points: regression weighted by the predicted confidence c (at least 1), with the
+  -alpha log c term that keeps c from growing without bound, plus the same weighted regression on
+  the spatial gradients of the error, which makes surfaces sharp and flat where they are.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+CONF_ALPHA = 0.2  # weight of -log(confidence)
+HUBER_BETA = 0.1
+FOV_WEIGHT = 0.5
+WEIGHTS = {'camera': 1.0, 'depth': 1.0, 'depth_grad': 1.0, 'point': 1.0, 'point_grad': 1.0}
+
+
+def camera_loss(predicted: Tensor, target: Tensor) -> Tensor:
+    """[S, 9] pose encodings (t, quaternion xyzw, fov_h, fov_w); the first frame is the origin
+    of both, so it counts like the others."""
+
+    def huber(part: slice) -> Tensor:
+        return F.smooth_l1_loss(predicted[:, part], target[:, part], beta=HUBER_BETA)
+
+    return huber(slice(0, 3)) + huber(slice(3, 7)) + FOV_WEIGHT * huber(slice(7, 9))
+
+
+def _weighted(error: Tensor, confidence: Tensor, valid: Tensor) -> Tensor:
+    """Mean over valid pixels of c * error - alpha * log c."""
+    if not valid.any():
+        return error.sum() * 0
+    c = confidence[valid]
+    return (c * error[valid] - CONF_ALPHA * torch.log(c)).mean()
+
+
+def _gradient_error(difference: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+    """|d/dx| + |d/dy| of the per-pixel error vector [S, H, W, C], where both neighbours are
+    valid (on the pixel grid cropped by one), and that validity."""
+    dx = (difference[:, :, 1:] - difference[:, :, :-1]).norm(dim=-1)[:, :-1]
+    dy = (difference[:, 1:] - difference[:, :-1]).norm(dim=-1)[:, :, :-1]
+    both = (valid[:, :, 1:] & valid[:, :, :-1])[:, :-1] & (valid[:, 1:] & valid[:, :-1])[:, :, :-1]
+    return dx + dy, both
+
+
+def dense_loss(predicted: Tensor, confidence: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    """(regression, gradient) losses of [S, H, W, C] predictions against targets with NaN where
+    unknown; confidence [S, H, W]."""
+    valid = torch.isfinite(target).all(dim=-1)
+    difference = predicted - torch.nan_to_num(target)
+    regression = _weighted(difference.norm(dim=-1), confidence, valid)
+    gradient, both = _gradient_error(difference, valid)
+    return regression, _weighted(gradient, confidence[:, :-1, :-1], both)
+
+
+def clip_loss(out: dict[str, Tensor], clip) -> dict[str, Tensor]:
+    """Every term for one clip, and their weighted sum as 'total'."""
+    terms = {'camera': camera_loss(out['pose_enc'], clip.pose_enc)}
+    if 'depth' in out:
+        terms['depth'], terms['depth_grad'] = dense_loss(
+            out['depth'][..., None], out['depth_conf'], clip.depth[..., None]
+        )
+    if 'world_points' in out:
+        terms['point'], terms['point_grad'] = dense_loss(
+            out['world_points'], out['world_points_conf'], clip.points
+        )
+    terms['total'] = sum(WEIGHTS[name] * value for name, value in terms.items())
+    return terms
