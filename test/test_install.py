@@ -11,7 +11,7 @@ import vggt_ros
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).parent.parent
-SCRIPTS = ('vggt-eval', 'vggt-synth', 'vggt-bench', 'stream_node')
+SCRIPTS = ('vggt-eval', 'vggt-synth', 'vggt-bench', 'vggt-train', 'stream_node')
 
 
 def outside_the_checkout(tmp_path):
