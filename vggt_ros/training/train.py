@@ -53,6 +53,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument('--warmup', type=int, default=200, help='steps of linear warm-up')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--save-every', type=int, default=250)
+    parser.add_argument(
+        '--max-minutes', type=float, help='stop (and save) after this much training time'
+    )
     parser.add_argument('--image-topic', default=BagTopics.image)
     parser.add_argument('--depth-topic', default=BagTopics.depth)
     parser.add_argument('--info-topic', default=BagTopics.info)
@@ -151,8 +154,12 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     if not args.resume:
         writer.writeheader()
     terms: dict[str, float] = {}
+    deadline = time.monotonic() + 60 * args.max_minutes if args.max_minutes else math.inf
     with log, tqdm(range(start, args.steps), disable=args.quiet, unit='step') as bar:
         for step in bar:
+            if time.monotonic() > deadline:
+                save(model, optimizer, step, args.out)
+                break
             began = time.perf_counter()
             for group in optimizer.param_groups:
                 group['lr'] = learning_rate(step, args)
