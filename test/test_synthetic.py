@@ -20,18 +20,22 @@ from vggt_ros.images import depth_to_metres, image_to_rgb
 from vggt_ros.reconstructor import Reconstructor
 from vggt_ros.synthetic import (
     BASE_FRAME,
+    CAMERA_CLEARANCE,
     CAMERA_FRAME,
     GT_BASE_FRAME,
     GT_CAMERA_FRAME,
+    HELD_OUT_SEEDS,
     ODOM_FRAME,
     ODOMETRY_PER_FRAME,
     ROBOT_PATHS,
     TF_STATIC_TOPIC,
     TOPICS,
+    TRAIN_SEEDS,
     TRAJECTORIES,
     WORLD_FRAME,
     base_trajectory,
     cast_rays,
+    clearance,
     default_scene,
     look_at,
     main,
@@ -39,7 +43,10 @@ from vggt_ros.synthetic import (
     make_sequence,
     pinhole,
     planar_pose,
+    random_scene,
+    random_world,
     render,
+    sample_path,
     trajectory,
     wheel_odometry,
     write_bag,
@@ -310,3 +317,112 @@ def test_a_perfect_model_scores_zero_error_against_robot_ground_truth(tmp_path):
     assert metrics['matched_frames'] == len(sequence)
     assert metrics['ate_rmse'] < 1e-4 and metrics['rpe_rot_deg_rmse'] < 1e-3
     assert metrics['depth_abs_rel'] < 1e-4
+
+
+# ----------------------------------------------------------------------------------------------
+# Varied worlds
+
+
+def geometry(scene) -> tuple:
+    """What a scene's shape is made of: the room and every object, without materials or light."""
+    return (
+        scene.room_lo,
+        scene.room_hi,
+        tuple((b.lo, b.hi) for b in scene.boxes),
+        tuple((s.centre, s.radius) for s in scene.spheres),
+    )
+
+
+def test_the_default_scene_and_trajectories_are_unchanged():
+    scene = default_scene()
+    assert (scene.room_lo, scene.room_hi) == ((-4.0, -3.0, 0.0), (4.0, 3.0, 3.0))
+    assert (len(scene.boxes), len(scene.spheres)) == (3, 3)
+    assert scene.spheres[0] == default_scene(5).spheres[0]
+    assert (scene.spheres[0].centre, scene.spheres[0].radius) == ((0.4, 0.3, 0.45), 0.45)
+    assert (scene.light, scene.ambient) == ((0.5, -0.5, 2.8), 0.35)
+    middles = {'walk': (-0.15, 0.0, 1.45), 'orbit': (-1.48492424, 1.48492424, 1.6)}
+    middles['rotate'] = (-2.05, 0.0, 1.4)
+    for kind, middle in middles.items():
+        np.testing.assert_allclose(trajectory(kind, 3)[1, :3, 3], middle, atol=1e-8)
+        sequence = make_sequence(kind, 3, 32, 24, seed=4)
+        assert geometry(sequence.scene) == geometry(scene)
+        np.testing.assert_array_equal(sequence.poses, trajectory(kind, 3))
+
+
+def test_seeds_vary_the_room_objects_materials_light_and_paths():
+    worlds = [random_world(seed) for seed in range(12)]
+    scenes = [world.scene for world in worlds]
+    assert len({scene.room_hi for scene in scenes}) == 12
+    assert len({len(scene.boxes) + len(scene.spheres) for scene in scenes}) >= 4
+    assert len({scene.room_materials for scene in scenes}) == 12
+    assert len({(scene.light, scene.ambient) for scene in scenes}) == 12
+    assert any(scene.spheres for scene in scenes)
+    walls = [box for scene in scenes for box in scene.boxes if box.hi[2] == scene.room_hi[2]]
+    assert walls  # L-shaped rooms and pillars reach the ceiling
+    patterns = {m.pattern for scene in scenes for m in scene.materials}
+    assert patterns == {'noise', 'checker', 'stripes'}
+    for kind in TRAJECTORIES:
+        assert len({world.paths[kind] for world in worlds}) == 12
+    assert geometry(random_scene(3)) != geometry(default_scene(3))
+
+
+def test_a_seed_always_draws_the_same_world():
+    first, again = random_world(7), random_world(7)
+    assert first == again
+    K = pinhole(32, 24, 70.0)
+    pose = first.paths['orbit'](0.3)
+    for got, expected in zip(
+        render(again.scene, pose, K, 24, 32), render(first.scene, pose, K, 24, 32), strict=True
+    ):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_rooms_stay_in_their_size_ranges_and_hold_objects():
+    for seed in range(40):
+        scene = random_scene(seed)
+        size = np.subtract(scene.room_hi, scene.room_lo)
+        assert (size >= (5.0, 4.0, 2.4)).all() and (size <= (10.0, 8.0, 4.0)).all()
+        assert len(scene.boxes) + len(scene.spheres) >= 2
+
+
+@pytest.mark.parametrize('kind', sorted(TRAJECTORIES))
+def test_every_camera_stays_in_the_room_clear_of_objects_and_sees_it(kind):
+    K = pinhole(64, 48, 70.0)
+    for seed in range(20):
+        world = random_world(seed)
+        poses = sample_path(world.paths, kind, 60)
+        assert clearance(world.scene, poses[:, :3, 3]).min() >= CAMERA_CLEARANCE
+        diagonal = np.linalg.norm(np.subtract(world.scene.room_hi, world.scene.room_lo))
+        for pose in poses[::20]:
+            _, depth = render(world.scene, pose, K, 48, 64)
+            assert (np.isfinite(depth) & (depth > 0.05) & (depth < diagonal)).mean() > 0.99
+
+
+def test_held_out_worlds_share_no_geometry_with_training_worlds():
+    assert TRAIN_SEEDS.stop <= HELD_OUT_SEEDS.start
+    training = [geometry(random_scene(seed)) for seed in TRAIN_SEEDS[:200]]
+    sizes = {room_hi for _, room_hi, _, _ in training}
+    for seed in HELD_OUT_SEEDS[:5]:
+        held_out = geometry(random_scene(seed))
+        assert held_out[1] not in sizes
+        objects = set(held_out[2]) | set(held_out[3])
+        assert all(not objects & (set(boxes) | set(spheres)) for _, _, boxes, spheres in training)
+
+
+def test_vggt_synth_with_a_seed_writes_a_world_of_its_own(tmp_path, capsys):
+    args = ['--trajectory', 'orbit', '--frames', '3', '--width', '32', '--height', '24']
+    main([str(tmp_path / 'default'), *args])
+    assert 'default room' in capsys.readouterr().out
+    main([str(tmp_path / 'varied'), *args, '--seed', str(HELD_OUT_SEEDS[0])])
+    assert f'world {HELD_OUT_SEEDS[0]}, held out' in capsys.readouterr().out
+    with open_bag(tmp_path / 'default') as reader:
+        default_truth = ground_truth.from_tf(reader, WORLD_FRAME, CAMERA_FRAME)
+    with open_bag(tmp_path / 'varied') as reader:
+        varied_truth = ground_truth.from_tf(reader, WORLD_FRAME, CAMERA_FRAME)
+        depths = topic_connections(reader, TOPICS['depth'], ('sensor_msgs/msg/Image',))
+        depth = depth_to_metres(next(m for _, _, m in read_messages(reader, depths)))
+    np.testing.assert_allclose(default_truth.poses, trajectory('orbit', 3), atol=1e-9)
+    varied = make_sequence('orbit', 3, 32, 24, seed=HELD_OUT_SEEDS[0], varied=True)
+    np.testing.assert_allclose(varied_truth.poses, varied.poses, atol=1e-9)
+    assert not np.allclose(varied_truth.poses, default_truth.poses, atol=0.1)
+    np.testing.assert_array_equal(depth, varied.render(0)[1])

@@ -12,7 +12,6 @@ import numpy as np
 from vggt_ros.synthetic.scene import Box, Material, Scene, Sphere
 
 _HASH_PRIMES = np.array((73856093, 19349663, 83492791))
-_LIGHT_AMBIENT = 0.35
 
 
 # Ray casting: distances for all rays first, then normals and materials only at the nearest hits.
@@ -158,7 +157,7 @@ def shade(
         albedo[:, mask] = colour * (0.5 + 0.7 * fractal_noise(p * material.detail, scene.noise))
     to_light = _column(scene.light) - points
     cosine = (normals * to_light).sum(0) / np.sqrt((to_light * to_light).sum(0))
-    light = _LIGHT_AMBIENT + (1 - _LIGHT_AMBIENT) * np.clip(cosine, 0, 1)
+    light = scene.ambient + (1 - scene.ambient) * np.clip(cosine, 0, 1)
     return np.clip(albedo * light, 0, 1)
 
 

@@ -53,6 +53,7 @@ class Scene:
     spheres: tuple[Sphere, ...] = ()
     light: tuple[float, float, float] = (0.5, -0.5, 2.8)
     seed: int = 0
+    ambient: float = 0.35  # share of the light that reaches surfaces facing away from the lamp
     noise: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -67,6 +68,23 @@ class Scene:
             *(b.material for b in self.boxes),
             *(s.material for s in self.spheres),
         )
+
+
+def object_distance(shape: Box | Sphere, points: np.ndarray) -> np.ndarray:
+    """Distance [N] from points [N, 3] to the surface of a box or sphere (<= 0 inside it)."""
+    if isinstance(shape, Sphere):
+        return np.linalg.norm(points - shape.centre, axis=1) - shape.radius
+    outside = np.maximum(np.maximum(np.subtract(shape.lo, points), points - shape.hi), 0.0)
+    return np.linalg.norm(outside, axis=1)
+
+
+def clearance(scene: Scene, points: np.ndarray) -> np.ndarray:
+    """Distance [N] from points [N, 3] inside the room to the nearest wall, floor, ceiling or
+    object: how close a camera there comes to running into something."""
+    points = np.asarray(points, float)
+    walls = np.minimum(points - scene.room_lo, np.subtract(scene.room_hi, points)).min(axis=1)
+    objects = [object_distance(shape, points) for shape in (*scene.boxes, *scene.spheres)]
+    return np.min([walls, *objects], axis=0)
 
 
 def default_scene(seed: int = 0) -> Scene:

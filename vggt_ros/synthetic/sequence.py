@@ -12,8 +12,9 @@ import torch
 from vggt_ros.evaluation.bag_io import BagWriter
 from vggt_ros.model.geometry import extri_intri_to_pose_encoding
 from vggt_ros.synthetic.render import render
-from vggt_ros.synthetic.scene import Scene, default_scene
-from vggt_ros.synthetic.trajectories import pinhole, scale_intrinsics, trajectory
+from vggt_ros.synthetic.scene import Scene
+from vggt_ros.synthetic.trajectories import pinhole, sample_path, scale_intrinsics
+from vggt_ros.synthetic.variety import default_world, random_world
 
 WORLD_FRAME = 'world'
 CAMERA_FRAME = 'camera_optical_frame'
@@ -68,12 +69,18 @@ def make_sequence(
     horizontal_fov_deg: float = 70.0,
     start: float = 1_700_000_000.0,
     seed: int = 0,
+    varied: bool = False,
 ) -> SyntheticSequence:
-    """A sequence of the default scene along a named trajectory; stamps start at `start` seconds."""
+    """A sequence along a named trajectory; stamps start at `start` seconds.
+
+    By default the scene is the default room and `seed` changes only its texture noise; with
+    `varied` the seed chooses the whole world, room, objects, light and path (`random_world`).
+    """
+    world = random_world(seed) if varied else default_world(seed)
     stamps = np.round((start + np.arange(frames) / fps) * 1e9).astype(np.int64)
     return SyntheticSequence(
-        default_scene(seed),
-        trajectory(kind, frames),
+        world.scene,
+        sample_path(world.paths, kind, frames),
         pinhole(width, height, horizontal_fov_deg),
         height,
         width,

@@ -1,12 +1,14 @@
-"""Camera trajectories through the default room, and the pinhole intrinsics the model assumes.
+"""Camera trajectories (walk, orbit, rotate) and the pinhole intrinsics the model assumes.
 
 A trajectory is a smooth function of s in [0, 1] giving a pose (camera position and the point
-looked at), sampled evenly in time.
+looked at), sampled evenly in time. Each kind is a dataclass of its parameters, whose defaults
+are the path through the default room; varied worlds (`variety`) fit them to their own room.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -26,41 +28,110 @@ def look_at(position: np.ndarray, target: np.ndarray, roll: float = 0.0) -> np.n
     return pose
 
 
-def _walk(s: float) -> np.ndarray:
-    """Forward along the room's length, swaying sideways and bobbing like a hand-held camera."""
-    position = np.array(
-        (-2.8 + 5.3 * s, 0.6 * np.sin(2 * np.pi * s), 1.45 + 0.05 * np.sin(6 * np.pi * s))
-    )
-    target = position + (
-        1.0,
-        0.35 * np.sin(2 * np.pi * s + 1.0),
-        -0.25 + 0.1 * np.cos(2 * np.pi * s),
-    )
-    return look_at(position, target, roll=0.04 * np.sin(4 * np.pi * s))
+@dataclass(frozen=True)
+class Walk:
+    """Forward along a straight line, swaying sideways and bobbing like a hand-held camera."""
+
+    start: tuple[float, float] = (-2.8, 0.0)
+    heading: float = 0.0  # direction of travel, radians from +x
+    length: float = 5.3
+    sway: float = 0.6  # sideways amplitude, metres
+    sway_phase: float = 0.0
+    height: float = 1.45
+    look_sway: float = 0.35  # sideways amplitude of the point looked at, 1 m ahead
+    look_down: float = 0.25  # how far below the camera that point is, metres
+
+    def _axes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Unit vectors forward and to the left of the direction of travel."""
+        return (
+            np.array((np.cos(self.heading), np.sin(self.heading), 0.0)),
+            np.array((-np.sin(self.heading), np.cos(self.heading), 0.0)),
+        )
+
+    def position(self, s: float) -> np.ndarray:
+        forward, sideways = self._axes()
+        position = (
+            np.array((*self.start, 0.0))
+            + self.length * s * forward
+            + self.sway * np.sin(2 * np.pi * s + self.sway_phase) * sideways
+        )
+        position[2] = self.height + 0.05 * np.sin(6 * np.pi * s)
+        return position
+
+    def __call__(self, s: float) -> np.ndarray:
+        forward, sideways = self._axes()
+        position = self.position(s)
+        target = (
+            position
+            + forward
+            + self.look_sway * np.sin(2 * np.pi * s + 1.0) * sideways
+            + (0.0, 0.0, -self.look_down + 0.1 * np.cos(2 * np.pi * s))
+        )
+        return look_at(position, target, roll=0.04 * np.sin(4 * np.pi * s))
 
 
-def _orbit(s: float) -> np.ndarray:
-    """Three quarters of a circle around the objects in the middle, always looking at them."""
-    angle = 1.5 * np.pi * s
-    position = np.array(
-        (2.1 * np.cos(angle), 2.1 * np.sin(angle), 1.6 + 0.2 * np.sin(2 * np.pi * s))
-    )
-    return look_at(position, np.array((0.0, 0.0, 0.4)))
+@dataclass(frozen=True)
+class Orbit:
+    """Part of an ellipse around a centre, bobbing up and down, always looking at the centre
+    (by default three quarters of a circle around the middle of the default room)."""
+
+    centre: tuple[float, float] = (0.0, 0.0)
+    radii: tuple[float, float] = (2.1, 2.1)
+    start_angle: float = 0.0
+    sweep: float = 1.5 * np.pi  # angle travelled, radians (negative: clockwise)
+    height: float = 1.6
+    target_height: float = 0.4
+
+    def position(self, s: float) -> np.ndarray:
+        angle = self.start_angle + self.sweep * s
+        return np.array(
+            (
+                self.centre[0] + self.radii[0] * np.cos(angle),
+                self.centre[1] + self.radii[1] * np.sin(angle),
+                self.height + 0.2 * np.sin(2 * np.pi * s),
+            )
+        )
+
+    def __call__(self, s: float) -> np.ndarray:
+        return look_at(self.position(s), np.array((*self.centre, self.target_height)))
 
 
-def _rotate(s: float) -> np.ndarray:
+@dataclass(frozen=True)
+class Rotate:
     """Mostly rotation: a full turn of yaw with nodding pitch while drifting on a small circle."""
-    position = np.array((-1.8 + 0.25 * np.cos(2 * np.pi * s), 0.25 * np.sin(2 * np.pi * s), 1.4))
-    yaw = 2 * np.pi * s
-    pitch = 0.25 * np.sin(4 * np.pi * s)
-    heading = np.array((np.cos(yaw) * np.cos(pitch), np.sin(yaw) * np.cos(pitch), np.sin(pitch)))
-    return look_at(position, position + heading, roll=0.1 * np.sin(2 * np.pi * s))
+
+    spot: tuple[float, float] = (-1.8, 0.0)
+    drift: float = 0.25  # radius of the circle drifted on, metres
+    height: float = 1.4
+    start_yaw: float = 0.0
+    turn: float = 1.0  # +1 turns left (counter-clockwise seen from above), -1 right
+    nod: float = 0.25  # pitch amplitude, radians
+
+    def position(self, s: float) -> np.ndarray:
+        return np.array(
+            (
+                self.spot[0] + self.drift * np.cos(2 * np.pi * s),
+                self.spot[1] + self.drift * np.sin(2 * np.pi * s),
+                self.height,
+            )
+        )
+
+    def __call__(self, s: float) -> np.ndarray:
+        position = self.position(s)
+        yaw = self.start_yaw + self.turn * 2 * np.pi * s
+        pitch = self.nod * np.sin(4 * np.pi * s)
+        heading = np.array(
+            (np.cos(yaw) * np.cos(pitch), np.sin(yaw) * np.cos(pitch), np.sin(pitch))
+        )
+        return look_at(position, position + heading, roll=0.1 * np.sin(2 * np.pi * s))
 
 
-TRAJECTORIES: dict[str, Callable[[float], np.ndarray]] = {
-    'walk': _walk,
-    'orbit': _orbit,
-    'rotate': _rotate,
+Path = Walk | Orbit | Rotate
+
+TRAJECTORIES: dict[str, Path] = {
+    'walk': Walk(),
+    'orbit': Orbit(),
+    'rotate': Rotate(),
 }
 
 
