@@ -5,7 +5,7 @@ SETUP_STAMP := $(VENV)/.vggt_ros-setup
 SETUP_INPUTS := tools/setup_env.sh setup.py setup.cfg $(wildcard requirements/*.txt) $(wildcard interfaces/tf2_msgs/*) \
 	$(wildcard interfaces/tf2_msgs/msg/*)
 
-.PHONY: setup test demo bench lint clean
+.PHONY: setup test demo bench train lint clean
 
 setup: $(SETUP_STAMP)
 
@@ -32,6 +32,15 @@ demo: setup
 
 bench: setup
 	$(PYTHON) -m vggt_ros.bench --out out/bench $(BENCH_ARGS)
+
+# The small preset's recipe: 60 varied training worlds x 3 trajectory kinds, 40 frames each at
+# 224x168, then vggt-train for at most TRAIN_MINUTES on this machine's cores.
+TRAIN := out/train
+TRAIN_MINUTES ?= 85
+train: setup
+	$(PYTHON) -m vggt_ros.training.scenes $(TRAIN)/scenes --seeds 1 60 --frames 40
+	$(PYTHON) -m vggt_ros.training.train $(TRAIN)/scenes/* --preset small --out $(TRAIN)/run \
+		--image-width 112 --clip 8 --steps 8000 --max-minutes $(TRAIN_MINUTES) $(TRAIN_ARGS)
 
 clean:
 	rm -rf $(VENV) build install log .pytest_cache
