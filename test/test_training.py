@@ -64,3 +64,13 @@ def test_the_loss_falls_and_the_weights_load(bag, tmp_path):
     model = load_model(tmp_path / trainer.WEIGHTS_FILE, 'tiny')
     out = model.forward_causal(torch.rand(2, 3, 42, 56), 'fp32', ('camera', 'depth'))
     assert torch.isfinite(out['depth']).all()
+
+
+def test_the_training_set_never_holds_a_held_out_world(tmp_path):
+    from vggt_ros.synthetic import HELD_OUT_SEEDS
+    from vggt_ros.training.scenes import write_scenes
+
+    with pytest.raises(ValueError, match='held out'):
+        write_scenes(tmp_path, range(HELD_OUT_SEEDS.start - 1, HELD_OUT_SEEDS.start + 1), 2, 28, 28)
+    bags = write_scenes(tmp_path, range(3, 4), 2, 56, 42, progress=False)
+    assert sorted(bag.name for bag in bags) == ['orbit-3', 'rotate-3', 'walk-3']
