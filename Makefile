@@ -36,11 +36,11 @@ bench: setup
 # The small preset's recipe: 60 varied training worlds x 3 trajectory kinds, 40 frames each at
 # 224x168, then vggt-train for at most TRAIN_MINUTES on this machine's cores.
 TRAIN := out/train
-TRAIN_MINUTES ?= 85
+TRAIN_MINUTES ?= 80
 train: setup
 	$(PYTHON) -m vggt_ros.training.scenes $(TRAIN)/scenes --seeds 1 60 --frames 40
 	$(PYTHON) -m vggt_ros.training.train $(TRAIN)/scenes/* --preset small --out $(TRAIN)/run \
-		--image-width 112 --clip 8 --steps 8000 --max-minutes $(TRAIN_MINUTES) $(TRAIN_ARGS)
+		--image-width 112 --clip 8 --steps 7500 --max-minutes $(TRAIN_MINUTES) $(TRAIN_ARGS)
 
 clean:
 	rm -rf $(VENV) build install log .pytest_cache

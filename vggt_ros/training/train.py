@@ -26,6 +26,7 @@ from tqdm import tqdm
 
 from vggt_ros.checkpoints import load_model
 from vggt_ros.model import PRESETS, StreamVGGT
+from vggt_ros.stream_types import HEADS, RECONSTRUCTOR_HEADS
 from vggt_ros.training.data import BagTopics, Frames, clip_indices, make_clip, read_frames
 from vggt_ros.training.losses import WEIGHTS, clip_loss
 
@@ -35,7 +36,6 @@ PROGRESS_FILE = 'training_state.json'
 LOG_FILE = 'log.csv'
 PLOT_FILE = 'loss.png'
 LOG_COLUMNS = ('step', 'total', *WEIGHTS, 'lr', 'seconds')
-TRAIN_HEADS = ('camera', 'depth', 'point')
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -49,6 +49,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument('--clip', type=int, default=8, help='frames per clip (S)')
     parser.add_argument('--max-stride', type=int, default=3, help='frames skipped within a clip')
     parser.add_argument('--image-width', type=int, default=112)
+    parser.add_argument(
+        '--heads',
+        type=lambda text: tuple(text.split(',')),
+        default=RECONSTRUCTOR_HEADS,
+        help=f'heads to train, comma-separated from {",".join(HEADS)} (default: those the node '
+        'runs; VGGT also trains without the point loss by default)',
+    )
     parser.add_argument('--lr', type=float, default=3e-4)
     parser.add_argument('--warmup', type=int, default=200, help='steps of linear warm-up')
     parser.add_argument('--seed', type=int, default=0)
@@ -63,7 +70,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         '--gt-tf', default=f'{BagTopics.gt_parent}:{BagTopics.gt_child}', help='PARENT:CHILD'
     )
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if not args.heads or not set(args.heads) <= set(HEADS) or 'camera' not in args.heads:
+        parser.error(f'--heads needs camera and some of {",".join(HEADS)}, got {args.heads}')
+    return args
 
 
 def learning_rate(step: int, args: argparse.Namespace) -> float:
@@ -164,7 +174,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             for group in optimizer.param_groups:
                 group['lr'] = learning_rate(step, args)
             clip = step_clip(frames, step, args)
-            losses = clip_loss(model(clip.images, 'fp32', TRAIN_HEADS), clip)
+            losses = clip_loss(model(clip.images, 'fp32', args.heads), clip)
             optimizer.zero_grad(set_to_none=True)
             losses['total'].backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
