@@ -8,6 +8,8 @@ setup(
     name=PACKAGE,
     version='0.1.0',
     packages=find_packages(exclude=['test']),
+    # The shipped weights are read (memory-mapped) from the installed file.
+    package_data={f'{PACKAGE}.weights': ['*.safetensors', '*.md', '*.png']},
     data_files=[
         ('share/ament_index/resource_index/packages', [f'resource/{PACKAGE}']),
         (f'share/{PACKAGE}', ['package.xml']),
@@ -15,7 +17,7 @@ setup(
         (f'share/{PACKAGE}/config', glob('config/*')),
     ],
     install_requires=['setuptools'],
-    zip_safe=True,
+    zip_safe=False,
     maintainer='vggt_ros maintainers',
     maintainer_email='vggt_ros@example.com',
     description='StreamVGGT visual geometry for ROS 2: TF poses, depth and point clouds.',

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from vggt_ros.model import StreamVGGT
+from vggt_ros.weights import describe, shipped_weights
 
 log = logging.getLogger(__name__)
 
@@ -209,7 +210,9 @@ def load_model(
     device: str | torch.device = 'cpu',
     cache_dir: str | os.PathLike | None = None,
 ) -> StreamVGGT:
-    """Build the model for `preset` in eval mode on `device`, loading `checkpoint` strictly."""
+    """Build the model for `preset` in eval mode on `device`, loading `checkpoint` strictly
+    (None: the preset's shipped weights, else random ones where the preset allows it)."""
+    checkpoint = checkpoint if checkpoint is not None else shipped_weights(preset)
     if checkpoint is None:
         return _random_model(preset).to(device).eval().requires_grad_(False)
     state = load_state_dict_file(resolve_checkpoint(checkpoint, cache_dir))
@@ -227,6 +230,17 @@ def load_model(
     if left_on_meta:
         raise CheckpointError(f'model tensors not set by the checkpoint: {left_on_meta[:5]}')
     return model.to(device).eval().requires_grad_(False)
+
+
+def weights_description(checkpoint: str | os.PathLike | None, preset: str) -> str | None:
+    """What load_model(checkpoint, preset) runs, in words for logs and reports; None when that
+    is random weights."""
+    if checkpoint:
+        return f'preset {preset}, checkpoint {checkpoint}'
+    shipped = shipped_weights(preset)
+    if shipped is None:
+        return None
+    return f'preset {preset}, the weights shipped with vggt_ros: {describe(shipped)}'.rstrip(': ')
 
 
 def _random_model(preset: str) -> StreamVGGT:

@@ -40,6 +40,7 @@ from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
 from vggt_ros import images, messages, params
+from vggt_ros.checkpoints import weights_description
 from vggt_ros.continuity import RESET_REQUESTED
 from vggt_ros.latest_frame import LatestFrameSlot
 from vggt_ros.metric_scale import ScaleEstimate
@@ -155,16 +156,16 @@ class StreamNode(Node):
         return self._node_parameters.values
 
     def _load_reconstructor(self, values: dict[str, Any]) -> Reconstructor:
-        checkpoint = values['checkpoint']
+        weights = weights_description(values['checkpoint'], values['preset'])
         self.get_logger().info(
-            f'loading preset {values["preset"]} from {checkpoint or "no checkpoint"} '
+            f'loading {weights or "preset " + values["preset"] + " with RANDOM weights"} '
             f'on device {values["device"]}'
         )
         try:
             reconstructor = reconstructor_from_parameters(values)
         except Exception as error:  # noqa: BLE001 - whatever fails here, the node cannot start
             raise StartupError(f'cannot load the model: {error}') from error
-        if not checkpoint:
+        if weights is None:
             self.get_logger().warning(
                 f'preset {values["preset"]} without a checkpoint: RANDOM weights, the outputs '
                 'are meaningless (use it to check the pipeline only)'

@@ -18,7 +18,8 @@ from typing import Any
 from rosbags.highlevel import AnyReader
 
 from vggt_ros import params
-from vggt_ros.evaluation import ground_truth, metrics
+from vggt_ros.checkpoints import weights_description
+from vggt_ros.evaluation import baselines, ground_truth, metrics
 from vggt_ros.evaluation.bag_io import BagError, open_bag
 from vggt_ros.evaluation.replay import Replay, replay
 from vggt_ros.evaluation.report import RANDOM_WEIGHTS_BANNER, write_report
@@ -78,6 +79,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help='seconds within which a frame matches a GT pose or depth image',
     )
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
+    parser.add_argument(
+        '--baselines',
+        action='store_true',
+        help='also score, on the same frames, the mean depth image, a constant depth, a static '
+        'camera and random weights (evaluation.baselines)',
+    )
     node = parser.add_argument_group(
         'node parameters',
         'As the node takes them (config/stream.yaml); flags override --params-file, which '
@@ -171,9 +178,10 @@ def run(
     args: argparse.Namespace,
     values: dict[str, Any],
     reconstructor: Reconstructor,
-    random_weights: bool,
+    model: str | None,
 ) -> Path:
-    """Replay the bag through the node's pipeline, score it and write the report; its path."""
+    """Replay the bag through the node's pipeline, score it and write the report (`model` says
+    what ran; None is random weights); its path."""
     result, truth = replay_bag(args, values, reconstructor)
     if not len(result.trajectory):
         raise ValueError(
@@ -185,7 +193,32 @@ def run(
             ' of any frame: depth is not scored',
             file=sys.stderr,
         )
-    return write_report(result, score(result, truth, args.max_time_diff), random_weights, args.out)
+    scored = score(result, truth, args.max_time_diff)
+    if args.baselines:
+        scored.update(baseline_metrics(args, values, result, scored))
+    return write_report(result, scored, model, args.out)
+
+
+def baseline_metrics(
+    args: argparse.Namespace, values: dict[str, Any], result: Replay, scored: dict
+) -> dict[str, float]:
+    """The baselines' scores on the frames `result` was scored on (keys `baseline_...`)."""
+    out = {}
+    if 'gt_positions' in scored:
+        out['baseline_static_camera_ate'] = baselines.static_camera_ate(scored['gt_positions'])
+    if result.depth_stamps:
+        with open_bag(args.bag) as reader:
+            out |= baselines.depth_baselines(
+                reader, args.depth_topic, result.depth_stamps, values['image_width']
+            )
+    random, truth = replay_bag(args, values, baselines.random_weights_reconstructor(values))
+    random_scored = score(random, truth, args.max_time_diff)
+    out |= {
+        f'baseline_random_weights_{name}': random_scored[name]
+        for name in ('ate_rmse', 'depth_abs_rel', 'depth_delta_1.25')
+        if name in random_scored
+    }
+    return out
 
 
 def main(argv: list[str] | None = None, reconstructor: Reconstructor | None = None) -> int:
@@ -193,11 +226,15 @@ def main(argv: list[str] | None = None, reconstructor: Reconstructor | None = No
     args = parse_args(argv)
     try:
         values = parameter_values(args)
-        random_weights = not values['checkpoint'] and reconstructor is None
-        if random_weights:
+        model = (
+            weights_description(values['checkpoint'], values['preset'])
+            if reconstructor is None
+            else 'a reconstructor given by the caller'
+        )
+        if model is None:
             print(f'WARNING: {RANDOM_WEIGHTS_BANNER}', file=sys.stderr)
         reconstructor = reconstructor or reconstructor_from_parameters(values)
-        path = run(args, values, reconstructor, random_weights)
+        path = run(args, values, reconstructor, model)
     except (BagError, ValueError) as exc:  # CheckpointError is a ValueError
         print(f'vggt-eval: error: {exc}', file=sys.stderr)
         return EXIT_USAGE

@@ -52,6 +52,7 @@ def trajectory_metrics(
         'ate_mean': float(ape.get_statistic(metrics.StatisticsType.mean)),
         'ate_max': float(ape.get_statistic(metrics.StatisticsType.max)),
         'sim3_scale': float(scale),
+        'gt_path_length': float(np.linalg.norm(np.diff(gt.positions_xyz, axis=0), axis=1).sum()),
         **rpe,
         'ate_errors': np.asarray(ape.error),
         'ate_times': gt.timestamps - gt.timestamps[0],

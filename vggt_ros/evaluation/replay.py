@@ -46,6 +46,7 @@ class Replay:
     strip: list[tuple[np.ndarray, np.ndarray, np.ndarray | None]] = field(default_factory=list)
     cloud: VoxelMap | None = None
     counts: Counter = field(default_factory=Counter)  # processed, resets, 'failed: kind', ...
+    depth_stamps: list[int] = field(default_factory=list)  # of the GT depth images scored
 
 
 def decode_rgb(message: object, max_pixels: int | None = None) -> np.ndarray:
@@ -166,6 +167,7 @@ def replay(
         if message is not None:
             truth = to_model_grid(depth_to_metres(message), image_width)
             out.depth.add(predicted, truth)
+            out.depth_stamps.append(stamp_ns(message))
             out.counts['depth scored'] += 1
         if strip_slot is not None:
             colours, depth, _ = out.strip[strip_slot]

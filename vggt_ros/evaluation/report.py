@@ -58,13 +58,13 @@ def scalars(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if not isinstance(v, np.ndarray)}
 
 
-def write_markdown(
-    summary: dict, figures: dict[str, Path], random_weights: bool, out: Path
-) -> Path:
-    """A one-page report.md that links the figures and files."""
+def write_markdown(summary: dict, figures: dict[str, Path], out: Path) -> Path:
+    """A one-page report.md that says which model ran and links the figures and files."""
     lines = ['# vggt_ros evaluation', '']
-    if random_weights:
+    if summary['random_weights']:
         lines += [f'> **{RANDOM_WEIGHTS_BANNER}**', '']
+    else:
+        lines += [f'Model: {summary["model"]}.', '']
     lines += ['| metric | value |', '|---|---|']
     lines += [
         f'| {k} | {v:.6g} |' if isinstance(v, float) else f'| {k} | {v} |'
@@ -82,11 +82,13 @@ def write_markdown(
     return path
 
 
-def write_report(replay: Replay, metrics: dict, random_weights: bool, out: Path) -> Path:
-    """Write every output file into `out` and return the report's path."""
+def write_report(replay: Replay, metrics: dict, model: str | None, out: Path) -> Path:
+    """Write every output file into `out` and return the report's path; `model` says what ran
+    (None: random weights)."""
     out.mkdir(parents=True, exist_ok=True)
-    summary = {'random_weights': random_weights, **scalars(metrics)}
+    summary = {'random_weights': model is None, 'model': model or 'random weights'}
+    summary |= scalars(metrics)
     (out / 'metrics.json').write_text(json.dumps(summary, indent=2) + '\n')
     write_tum(replay.trajectory, out / 'trajectory.tum')
     write_ply(replay.cloud.points, replay.cloud.colours, out / 'cloud.ply')
-    return write_markdown(summary, write_plots(replay, metrics, out), random_weights, out)
+    return write_markdown(summary, write_plots(replay, metrics, out), out)
