@@ -70,7 +70,9 @@ def test_the_training_set_never_holds_a_held_out_world(tmp_path):
     from vggt_ros.synthetic import HELD_OUT_SEEDS
     from vggt_ros.training.scenes import write_scenes
 
-    with pytest.raises(ValueError, match='held out'):
+    with pytest.raises(ValueError, match='not in the train split'):
         write_scenes(tmp_path, range(HELD_OUT_SEEDS.start - 1, HELD_OUT_SEEDS.start + 1), 2, 28, 28)
+    with pytest.raises(ValueError, match='not in the held-out split'):
+        write_scenes(tmp_path, range(3, 4), 2, 28, 28, split='held-out')
     bags = write_scenes(tmp_path, range(3, 4), 2, 56, 42, progress=False)
     assert sorted(bag.name for bag in bags) == ['orbit-3', 'rotate-3', 'walk-3']

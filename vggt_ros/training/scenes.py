@@ -1,8 +1,9 @@
-"""The training set of `make train`: varied synthetic worlds (vggt-synth --seed) as rosbags.
+"""The training set of `make train` (and the held-out set): varied synthetic worlds
+(vggt-synth --seed) as rosbags.
 
 `python -m vggt_ros.training.scenes OUT --seeds 1 60` writes one bag per seed and trajectory kind
-in one process (a vggt-synth per bag would spend more time importing than rendering). Only
-training seeds are accepted, so held-out worlds stay unseen.
+in one process (a vggt-synth per bag would spend more time importing than rendering). Each split
+accepts only its own seeds, so held-out worlds stay unseen by training.
 """
 
 from __future__ import annotations
@@ -12,16 +13,30 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from vggt_ros.synthetic import HELD_OUT_SEEDS, TRAJECTORIES, make_sequence, write_bag
+from vggt_ros.synthetic import (
+    HELD_OUT_SEEDS,
+    TRAIN_SEEDS,
+    TRAJECTORIES,
+    make_sequence,
+    write_bag,
+)
+
+SPLITS = {'train': TRAIN_SEEDS, 'held-out': HELD_OUT_SEEDS}
 
 
 def write_scenes(
-    out: Path, seeds: range, frames: int, width: int, height: int, progress: bool = True
+    out: Path,
+    seeds: range,
+    frames: int,
+    width: int,
+    height: int,
+    progress: bool = True,
+    split: str = 'train',
 ) -> list[Path]:
-    """One bag per (seed, trajectory kind) under `out`; the paths written."""
-    held_out = [seed for seed in seeds if seed in HELD_OUT_SEEDS]
-    if held_out:
-        raise ValueError(f'seeds {held_out[:3]}... are held out for evaluation, not training')
+    """One bag per (seed, trajectory kind) under `out`, seeds of `split` only; their paths."""
+    foreign = [seed for seed in seeds if seed not in SPLITS[split]]
+    if foreign:
+        raise ValueError(f'seeds {foreign[:3]}... are not in the {split} split')
     bags = []
     jobs = [(seed, kind) for seed in seeds for kind in sorted(TRAJECTORIES)]
     for seed, kind in tqdm(jobs, unit='bag', disable=not progress):
