@@ -5,7 +5,7 @@ SETUP_STAMP := $(VENV)/.vggt_ros-setup
 SETUP_INPUTS := tools/setup_env.sh setup.py setup.cfg $(wildcard requirements/*.txt) $(wildcard interfaces/tf2_msgs/*) \
 	$(wildcard interfaces/tf2_msgs/msg/*)
 
-.PHONY: setup test demo bench train lint clean
+.PHONY: setup test demo bench train heldout lint clean
 
 setup: $(SETUP_STAMP)
 
@@ -19,15 +19,15 @@ test: setup
 lint: setup
 	$(PYTHON) -m ruff check vggt_ros test launch
 
-# CHECKPOINT=path-or-hf-id uses real weights (add PRESET= for another size); without it the tiny
-# preset runs with random weights: a pipeline check, not accuracy.
+# Without CHECKPOINT the shipped small model runs in its deployed configuration
+# (config/small.yaml); CHECKPOINT=path-or-hf-id runs other weights (add PRESET= for another size).
 DEMO := out/demo
 demo: setup
 	rm -rf $(DEMO)/walk && mkdir -p $(DEMO)
 	$(PYTHON) -m vggt_ros.synthetic $(DEMO)/walk --frames 60 --width 320 --height 240
 	$(PYTHON) -m vggt_ros.evaluation.cli $(DEMO)/walk --out $(DEMO)/report \
-		--gt-tf world:camera_optical_frame --depth-topic /camera/depth \
-		$(if $(CHECKPOINT),--checkpoint $(CHECKPOINT) --preset $(or $(PRESET),streamvggt-1b),--preset tiny --image-width 168 --window-size 16)
+		--gt-tf world:camera_optical_frame --depth-topic /camera/depth --baselines \
+		$(if $(CHECKPOINT),--checkpoint $(CHECKPOINT) --preset $(or $(PRESET),streamvggt-1b),--params-file config/small.yaml)
 	@echo "demo report: $(DEMO)/report/report.md"
 
 bench: setup
@@ -41,6 +41,12 @@ train: setup
 	$(PYTHON) -m vggt_ros.training.scenes $(TRAIN)/scenes --seeds 1 60 --frames 40
 	$(PYTHON) -m vggt_ros.training.train $(TRAIN)/scenes/* --preset small --out $(TRAIN)/run \
 		--image-width 112 --clip 8 --steps 7500 --max-minutes $(TRAIN_MINUTES) $(TRAIN_ARGS)
+	$(PYTHON) -m vggt_ros.training.export $(TRAIN)/run $(TRAIN)/small.safetensors
+	@echo "to ship: cp $(TRAIN)/small.safetensors $(TRAIN)/run/loss.png vggt_ros/weights/"
+
+# The shipped model on held-out worlds, beside the baselines (HELDOUT_ARGS: vggt-eval options).
+heldout: setup
+	$(PYTHON) -m vggt_ros.training.heldout out/heldout $(if $(HELDOUT_ARGS),-- $(HELDOUT_ARGS))
 
 clean:
 	rm -rf $(VENV) build install log .pytest_cache

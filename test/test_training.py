@@ -76,3 +76,27 @@ def test_the_training_set_never_holds_a_held_out_world(tmp_path):
         write_scenes(tmp_path, range(3, 4), 2, 28, 28, split='held-out')
     bags = write_scenes(tmp_path, range(3, 4), 2, 56, 42, progress=False)
     assert sorted(bag.name for bag in bags) == ['orbit-3', 'rotate-3', 'walk-3']
+
+
+def test_an_exported_run_loads_as_its_own_weights_rounded_to_fp16(bag, tmp_path):
+    from vggt_ros.checkpoints import weights_description
+    from vggt_ros.training.export import export
+    from vggt_ros.weights import describe
+
+    run(bag, tmp_path / 'run', 3, '--heads', 'camera,depth,point')
+    shipped = export(tmp_path / 'run', tmp_path / 'tiny.safetensors', 'tiny', 'a test', WIDTH)
+    assert {tensor.dtype for tensor in load_file(shipped).values()} == {torch.float16}
+    assert 'for 3 steps' in describe(shipped) and f'image_width {WIDTH}' in describe(shipped)
+    assert weights_description(str(shipped), 'tiny') == f'preset tiny, checkpoint {shipped}'
+    trained = load_file(tmp_path / 'run' / trainer.WEIGHTS_FILE)
+    loaded = load_model(shipped, 'tiny').state_dict()
+    assert all(loaded[name].dtype == torch.float32 for name in trained)
+    assert all(torch.equal(loaded[name], trained[name].half().float()) for name in trained)
+
+
+def test_heads_must_include_the_camera():
+    with pytest.raises(SystemExit):
+        trainer.parse_args(['bag', '--heads', 'depth'])
+    with pytest.raises(SystemExit):
+        trainer.parse_args(['bag', '--heads', 'camera,track'])
+    assert trainer.parse_args(['bag']).heads == ('camera', 'depth')
