@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from vggt_ros.bench import accuracy as bench_accuracy
 from vggt_ros.bench import (
     baselines,
     blocks,
@@ -166,6 +167,7 @@ def test_main_writes_json_and_markdown(tmp_path, capsys):
         + ['--chaos-frames', '60', '--heads-preset', 'tiny', '--heads-size', '28x42']
         + ['--eval-frames', str(EVAL_FRAMES)]
         + ['--reanchor-frames', '30', '--reanchor-every', '10']
+        + ['--accuracy-frames', '4', '--accuracy-worlds', '1']
     )
     written = json.loads((tmp_path / 'bench.json').read_text())
     assert [result['preset'] for result in written['results']] == ['tiny']
@@ -178,7 +180,7 @@ def test_main_writes_json_and_markdown(tmp_path, capsys):
     assert markdown in capsys.readouterr().out
     headings = ('## 1.', '## 2.', '## 3.', '## 4.', '## 5.', '(a) ', '(b) ', 'Target at window 32')
     headings += ('(d)/(a)', '## 6.', '## 7.', '## 8.', '## 9.', '## 10.', '## 11.', '## 12.')
-    headings += ('## 13.',)
+    headings += ('## 13.', '## 14.')
     assert all(heading in markdown for heading in headings)
     chaos = written['chaos']
     assert chaos['stuck_periods'] == 0 and chaos['counts']['received'] >= 60
@@ -193,6 +195,11 @@ def test_main_writes_json_and_markdown(tmp_path, capsys):
     reanchoring = written['reanchoring']
     assert reanchoring['reanchors'] >= 2 and reanchoring['frames'] == 30
     assert set(reanchoring['lanes']) == {'fixed anchor', 're-anchoring'}
+    accuracy = written['accuracy']
+    assert set(accuracy['options']) == set(bench_accuracy.OPTIONS)
+    deployed = accuracy['options'][bench_accuracy.DEPLOYED]
+    assert deployed['delta_abs_rel'] == 0 and deployed['speed_ratio'] == 1
+    assert all(0 < row['abs_rel'] < 1 for row in accuracy['options'].values())
 
 
 def test_heads_on_demand_times_the_point_head_beside_the_needed_ones(model):

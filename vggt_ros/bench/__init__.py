@@ -16,5 +16,7 @@ Modules, one idea each (the report's section numbers in brackets):
 - node_run: a StreamNode beside a peer over real rclpy (the tests' Harness too);
 - node: the node's own cost and a chaos soak through it [7, 10], imported only where rclpy is;
 - memory, gpu, heads, evaluator: [8], [9], heads on demand [11], evaluator memory [12];
+- reanchoring, accuracy: re-anchoring's cost [13]; each speed option's accuracy with the shipped
+  small model on held-out worlds [14];
 - report: the markdown; cli: `vggt-bench`.
 """

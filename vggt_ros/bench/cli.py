@@ -4,7 +4,7 @@ Sections, per model (the 1B dimensions at a reduced resolution, the tiny preset 
 1-3 whole streams (flat cost, reference-style step, key/value bytes); 4-5a one global block at
 the 1B dimensions; 5b merging in whole steps; 6 efficiency; 7 and 10 the node through real rclpy
 (skipped, and said so, without rclpy); 8 memory; 9 GPU; 11 heads on demand; 12 evaluator memory;
-13 re-anchoring.
+13 re-anchoring; 14 the accuracy of each speed option (the shipped small model).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from vggt_ros.bench.accuracy import speed_option_accuracy
 from vggt_ros.bench.blocks import BLOCK_PRESET, block_vs_reference
 from vggt_ros.bench.evaluator import evaluator_memory
 from vggt_ros.bench.flops import efficiency, matmul_throughput
@@ -34,6 +35,7 @@ from vggt_ros.bench.streams import bench_model
 from vggt_ros.bench.token_merging import MERGE_WINDOWS, block_merging, merging_steps
 from vggt_ros.model import PRESETS as CONFIGS
 from vggt_ros.model.synthetic_weights import synthetic_model
+from vggt_ros.synthetic import HELD_OUT_SEEDS
 
 PRESETS = ('streamvggt-1b', 'tiny')
 # Tuned so the default run takes about 11-13 minutes on 2 CPU cores, --quick about four.
@@ -54,6 +56,7 @@ DEFAULTS = dict(
     heads_size=(126, 168),
     eval_frames=5000,
     reanchor_frames=600,
+    accuracy_frames=40,
 )
 QUICK = dict(
     window=2,
@@ -72,6 +75,7 @@ QUICK = dict(
     heads_size=(28, 42),
     eval_frames=500,
     reanchor_frames=120,
+    accuracy_frames=12,
 )
 
 
@@ -139,6 +143,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument('--reanchor-frames', type=int, help='section 13 loop length (600; 120)')
     parser.add_argument(
         '--reanchor-every', type=int, default=REANCHOR_EVERY, help='section 13 anchor.max_frames'
+    )
+    parser.add_argument(
+        '--accuracy-frames', type=int, help='section 14 frames per held-out scene (40; 12)'
+    )
+    parser.add_argument(
+        '--accuracy-worlds', type=int, default=2, help='section 14 held-out worlds (2)'
+    )
+    parser.add_argument(
+        '--accuracy-checkpoint', help='section 14 weights (default: the shipped small model)'
     )
     parser.add_argument('--threads', type=int, help="torch threads (default: torch's own)")
     parser.add_argument('--seed', type=int, default=0, help='weights and images')
@@ -223,6 +236,13 @@ def main(argv: list[str] | None = None) -> None:
     merging = block_merging(config, args.block_size, windows, args.block_repeats, seed=args.seed)
     _progress('node overhead, memory, GPU, chaos soak, evaluator memory')
     tiny = synthetic_model('tiny', args.seed)
+    _progress('accuracy of the speed options, small preset on held-out worlds')
+    accuracy = speed_option_accuracy(
+        args.out / 'accuracy',
+        args.accuracy_frames,
+        range(HELD_OUT_SEEDS.start, HELD_OUT_SEEDS.start + args.accuracy_worlds),
+        args.accuracy_checkpoint,
+    )
     report = {
         'environment': environment(argv),
         'matmul': matmul,
@@ -239,6 +259,7 @@ def main(argv: list[str] | None = None) -> None:
         'merging_steps': steps,
         'heads': heads,
         'reanchoring': reanchoring,
+        'accuracy': accuracy,
         'wall_s': time.perf_counter() - start,
     }
     text = markdown(report)

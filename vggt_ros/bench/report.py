@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from vggt_ros.bench.accuracy import accuracy_markdown
 from vggt_ros.bench.blocks import BLOCK_PRESET
 from vggt_ros.bench.reanchoring import reanchoring_markdown
 from vggt_ros.bench.streams import FLAT_TARGET
@@ -113,6 +114,7 @@ def markdown(report: dict[str, Any]) -> str:
     lines += heads_markdown(report['heads'])
     lines += evaluator_markdown(report['evaluator'])
     lines += reanchoring_markdown(report['reanchoring'])
+    lines += accuracy_markdown(report['accuracy'])
     return '\n'.join(lines) + '\n'
 
 

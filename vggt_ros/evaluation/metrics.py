@@ -112,6 +112,7 @@ class DepthAccumulator:
 def latency_metrics(latencies: np.ndarray, wall_seconds: float) -> dict:
     """Per-frame latency percentiles (ms) and throughput over the whole run."""
     return {
+        'latency_mean_ms': float(np.mean(latencies) * 1e3),
         'latency_p50_ms': float(np.percentile(latencies, 50) * 1e3),
         'latency_p95_ms': float(np.percentile(latencies, 95) * 1e3),
         'frames_per_second': float(len(latencies) / wall_seconds) if wall_seconds > 0 else 0.0,
