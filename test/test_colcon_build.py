@@ -45,6 +45,7 @@ def test_launch_config_and_marker_are_installed(install):
         'package.xml',
         'launch/stream.launch.py',
         'config/stream.yaml',
+        'config/small.yaml',
         'config/stream.rviz',
         'config/fastdds.xml',
     ):
@@ -57,6 +58,7 @@ def test_stream_node_entry_point(install):
     assert script.is_file() and os.access(script, os.X_OK)
     site_packages = next((install / 'lib').glob('python3*/site-packages'))
     assert (site_packages / 'vggt_ros' / 'node.py').is_file()
+    assert (site_packages / 'vggt_ros' / 'weights' / 'small.safetensors').is_file()
     probe = (
         'from importlib.metadata import entry_points; '
         "(ep,) = entry_points(group='console_scripts', name='stream_node'); "

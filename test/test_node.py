@@ -336,10 +336,11 @@ def node_process(*ros_args):
     )
 
 
-def test_entry_point_runs_the_tiny_preset_and_stops_cleanly(context):
+def run_entry_point(context, preset):
+    """The stream_node process on `preset` until every output has arrived; its log."""
     process = node_process(
         '-p',
-        'preset:=tiny',
+        f'preset:={preset}',
         '-p',
         f'image_width:={WIDTH}',
         '-p',
@@ -376,7 +377,17 @@ def test_entry_point_runs_the_tiny_preset_and_stops_cleanly(context):
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output
-    assert 'Traceback' not in output and 'RANDOM weights' in output
+    assert 'Traceback' not in output
+    return output
+
+
+def test_entry_point_runs_the_tiny_preset_and_stops_cleanly(context):
+    assert 'RANDOM weights' in run_entry_point(context, 'tiny')
+
+
+def test_entry_point_runs_the_small_preset_on_its_shipped_weights(context):
+    output = run_entry_point(context, 'small')
+    assert 'the weights shipped with vggt_ros' in output and 'RANDOM' not in output
 
 
 def test_entry_point_fails_clearly_without_a_checkpoint():

@@ -1,10 +1,10 @@
 """Accuracy on held-out worlds, beside the baselines (`make heldout`).
 
-    python -m vggt_ros.training.heldout out/heldout [-- vggt-eval options]
+    python -m vggt_ros.training.heldout out/heldout [--frames N] [vggt-eval options]
 
 Writes the held-out scenes once (worlds of seeds never trained on, every trajectory kind), scores
-the model on each with `vggt-eval --baselines` in the deployed configuration (config/small.yaml
-unless other vggt-eval options are given), and writes heldout.json and table.md: depth AbsRel
+the model on each with `vggt-eval --baselines` in the deployed configuration (config/small.yaml,
+any vggt-eval options given on top), and writes heldout.json and table.md: depth AbsRel
 beside the scene's mean depth image, a constant depth and random weights; ATE beside a static
 camera and random weights; and whether the goal holds on each scene.
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,11 +38,12 @@ def goal(metrics: dict) -> dict[str, bool]:
     }
 
 
-def score_scene(bag: Path, out: Path, eval_args: Sequence[str]) -> dict:
-    """vggt-eval with baselines on one synthetic bag; its metrics."""
+def score_scene(bag: Path, out: Path, eval_args: Sequence[str], baselines: bool = True) -> dict:
+    """vggt-eval (with its baselines) on one synthetic bag; its metrics."""
     argv = [
         str(bag), '--out', str(out), '--gt-tf', 'world:camera_optical_frame',
-        '--depth-topic', '/camera/depth', '--baselines', '--quiet', *eval_args,
+        '--depth-topic', '/camera/depth', '--quiet', *(['--baselines'] if baselines else []),
+        *eval_args,
     ]  # fmt: skip
     if vggt_eval.main(argv) != 0:
         raise RuntimeError(f'vggt-eval failed on {bag}')
@@ -68,8 +68,8 @@ def table(rows: Sequence[dict]) -> str:
     """The markdown table of `rows`."""
     lines = [
         '| scene | AbsRel | mean depth image | constant | random | δ<1.25 | ATE [m] | static '
-        'camera | random | ATE / static | ATE / length | goal depth, poses |',
-        '|---|' + '---|' * 11,
+        'camera | random | ATE / static | ATE / length | RPE [m] | goal depth, poses |',
+        '|---|' + '---|' * 12,
     ]
     for row in rows:
         met = ', '.join('yes' if ok else 'no' for ok in row['goal'].values())
@@ -82,21 +82,22 @@ def table(rows: Sequence[dict]) -> str:
             f'| {row["baseline_static_camera_ate"]:.3f} '
             f'| {row["baseline_random_weights_ate_rmse"]:.3f} '
             f'| {row["ate_rmse"] / row["baseline_static_camera_ate"]:.2f} '
-            f'| {row["ate_rmse"] / row["gt_path_length"]:.3f} | {met} |'
+            f'| {row["ate_rmse"] / row["gt_path_length"]:.3f} | {row["rpe_trans_rmse"]:.3f} '
+            f'| {met} |'
         )
     return '\n'.join(lines) + '\n'
 
 
 def main(argv: list[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else argv
-    ours, eval_args = (
-        (argv[: argv.index('--')], argv[argv.index('--') + 1 :]) if '--' in argv else (argv, [])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split('\n\n')[0], epilog='Other options go to vggt-eval.'
     )
-    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('out', type=Path)
-    parser.add_argument('--frames', type=int, default=FRAMES)
-    args = parser.parse_args(ours)
-    rows = score_held_out(args.out, eval_args or DEFAULT_EVAL_ARGS, frames=args.frames)
+    parser.add_argument('--frames', type=int, default=FRAMES, help=f'per scene ({FRAMES})')
+    parser.add_argument('--worlds', type=int, default=len(SEEDS), help=f'({len(SEEDS)})')
+    args, eval_args = parser.parse_known_args(argv)
+    seeds = range(SEEDS.start, SEEDS.start + args.worlds)
+    rows = score_held_out(args.out, (*DEFAULT_EVAL_ARGS, *eval_args), seeds, args.frames)
     (args.out / 'heldout.json').write_text(json.dumps(rows, indent=1) + '\n')
     (args.out / 'table.md').write_text(table(rows))
     print(table(rows), end='')

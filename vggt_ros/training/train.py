@@ -196,8 +196,10 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point `vggt-train`."""
     args = parse_args(argv)
     terms = train(args)
+    steps = json.loads((args.out / PROGRESS_FILE).read_text())['step']
     print(
-        f'vggt-train: {args.steps} steps, last loss {terms.get("total", float("nan")):.4f}; '
+        f'vggt-train: {steps} of {args.steps} steps, '
+        f'last loss {terms.get("total", float("nan")):.4f}; '
         f'weights {args.out / WEIGHTS_FILE}, log {args.out / LOG_FILE}, plot {args.out / PLOT_FILE}'
     )
 
