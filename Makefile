@@ -46,7 +46,7 @@ train: setup
 
 # The shipped model on held-out worlds, beside the baselines (HELDOUT_ARGS: vggt-eval options).
 heldout: setup
-	$(PYTHON) -m vggt_ros.training.heldout out/heldout $(if $(HELDOUT_ARGS),-- $(HELDOUT_ARGS))
+	$(PYTHON) -m vggt_ros.training.heldout out/heldout $(HELDOUT_ARGS)
 
 clean:
 	rm -rf $(VENV) build install log .pytest_cache
