@@ -126,14 +126,14 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         'checkpoint',
         '',
         'Weights: a .pth/.pt/.safetensors file or a Hugging Face id (lch01/StreamVGGT, '
-        'facebook/VGGT-1B, owner/repo:file). Empty: none; only the tiny preset runs without one, '
-        'on random weights (pipeline checks only).',
+        'facebook/VGGT-1B, owner/repo:file). Empty: the preset\'s shipped weights (small), else '
+        'random weights (tiny only: pipeline checks).',
     ),
     ParameterSpec(
         'preset',
         'streamvggt-1b',
         'Model size: streamvggt-1b (the released model, needs a checkpoint), small (trained by '
-        'vggt-train, needs its checkpoint) or tiny (tests).',
+        'this project, shipped; run it with config/small.yaml) or tiny (tests).',
         choices=tuple(PRESETS),
     ),
     ParameterSpec(
