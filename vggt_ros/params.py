@@ -126,7 +126,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         'checkpoint',
         '',
         'Weights: a .pth/.pt/.safetensors file or a Hugging Face id (lch01/StreamVGGT, '
-        'facebook/VGGT-1B, owner/repo:file). Empty: the preset\'s shipped weights (small), else '
+        "facebook/VGGT-1B, owner/repo:file). Empty: the preset's shipped weights (small), else "
         'random weights (tiny only: pipeline checks).',
     ),
     ParameterSpec(
