@@ -75,3 +75,16 @@ def test_stream_node_entry_point(install):
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ['vggt_ros.node:main', 'True']
+
+
+def test_installed_code_finds_the_installed_config(install):
+    site_packages = next((install / 'lib').glob('python3*/site-packages'))
+    probe = 'from vggt_ros import params; print(params.config_file("small.yaml"))'
+    prefixes = os.pathsep.join([str(install), os.environ.get('AMENT_PREFIX_PATH', '')])
+    env = dict(os.environ, PYTHONPATH=str(site_packages), AMENT_PREFIX_PATH=prefixes)
+    result = subprocess.run(
+        [sys.executable, '-c', probe], cwd=install, env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert Path(result.stdout.strip()) == install / 'share' / 'vggt_ros' / 'config' / 'small.yaml'

@@ -443,6 +443,17 @@ def session_options(values: Mapping[str, Any]) -> SessionOptions:
     )
 
 
+def config_file(name: str) -> Path:
+    """A file of the package's config/: the checkout's (the venv's editable install, tests),
+    else the installed share directory's (a colcon install has no config/ beside the code)."""
+    checkout = Path(__file__).resolve().parents[1] / 'config' / name
+    if checkout.is_file():
+        return checkout
+    from ament_index_python.packages import get_package_share_directory  # noqa: PLC0415
+
+    return Path(get_package_share_directory('vggt_ros')) / 'config' / name
+
+
 def fixed_frame(values: Mapping[str, Any]) -> str:
     """The frame rviz should hold fixed: the root the node's outputs hang from in this tf_mode."""
     return {'odom': values['odom_frame'], 'map': values['map_frame']}.get(

@@ -16,11 +16,12 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+from vggt_ros import params
 from vggt_ros.evaluation import cli as vggt_eval
 from vggt_ros.synthetic import HELD_OUT_SEEDS
 from vggt_ros.training.scenes import write_scenes
 
-CONFIG = Path(__file__).resolve().parents[2] / 'config' / 'small.yaml'
+CONFIG = params.config_file('small.yaml')
 DEFAULT_EVAL_ARGS = ('--params-file', str(CONFIG))
 SEEDS = range(HELD_OUT_SEEDS.start, HELD_OUT_SEEDS.start + 2)
 FRAMES, WIDTH, HEIGHT = 40, 224, 168
