@@ -57,10 +57,14 @@ class CameraHead(nn.Module):
         """Without caches the S frames are a causal sequence. With caches (one per iteration, each
         with a layer per trunk block and already told `new_frame()`), tokens is the stream's next
         frame; passing one cache for every iteration reproduces the reference's streaming quirk."""
+        return self.iterations(tokens, caches)[-1]
+
+    def iterations(self, tokens: Tensor, caches: Sequence[KVCache] | None = None) -> list[Tensor]:
+        """Pose encodings [S, 9] after each refinement iteration (VGGT's loss scores them all)."""
         frames = tokens.shape[0]
         camera = self.token_norm(tokens[None, :, 0])
         mask = None if caches is not None else frame_causal_mask(frames, 1, tokens.device)
-        encoding = None
+        encoding, encodings = None, []
         for iteration in range(self.num_iterations):
             if encoding is None:
                 estimate = self.empty_pose_tokens.expand(1, frames, -1)
@@ -71,7 +75,8 @@ class CameraHead(nn.Module):
             x = self._trunk(x, mask, None if caches is None else caches[iteration])
             delta = self.pose_branch(self.trunk_norm(x))
             encoding = delta if encoding is None else encoding + delta
-        return activate_pose(encoding[0])
+            encodings.append(activate_pose(encoding[0]))
+        return encodings
 
     def _trunk(self, x: Tensor, mask: Tensor | None, cache: KVCache | None) -> Tensor:
         for depth, block in enumerate(self.trunk):

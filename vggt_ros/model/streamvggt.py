@@ -158,19 +158,26 @@ class StreamVGGT(nn.Module):
     ) -> dict[str, Tensor]:
         """images [S, 3, H, W] in [0, 1] -> pose_enc [S, 9], depth, depth_conf, world_points_conf
         [S, H, W], world_points [S, H, W, 3] (those of `heads`); frame t sees frames 0..t only."""
-        return self(images, precision, heads)
+        return self._run(images, precision, heads, all_iterations=False)
 
     def forward(
         self, images: Tensor, precision: str = 'auto', heads: tuple[str, ...] = HEADS
     ) -> dict[str, Tensor]:
-        """forward_causal with autograd: how a sequence is trained (vggt_ros.training)."""
+        """forward_causal with autograd, plus pose_enc_iterations [iterations, S, 9] (the camera
+        head's estimate after each refinement, which VGGT's loss scores): how a sequence is
+        trained (vggt_ros.training)."""
+        return self._run(images, precision, heads, all_iterations=True)
+
+    def _run(
+        self, images: Tensor, precision: str, heads: tuple[str, ...], all_iterations: bool
+    ) -> dict[str, Tensor]:
         if images.ndim != 4:
             raise ValueError(f'expected images [S, 3, H, W], got shape {tuple(images.shape)}')
         self._check_size(images.shape[1:])
         images = images.to(self.device, torch.float32)
         with _autocast(self.device, autocast_dtype(self.device, precision)):
             tokens = self.aggregator(images)
-        return self._predict(tokens, images.shape[-2:], heads)
+        return self._predict(tokens, images.shape[-2:], heads, None, all_iterations)
 
     def new_session(self, options: SessionOptions | None = None, **fields: Any) -> StreamSession:
         """A stream over this model: `options`, with any SessionOptions field overridden."""
@@ -201,14 +208,20 @@ class StreamVGGT(nn.Module):
         image_size: tuple[int, int],
         heads: tuple[str, ...],
         camera_caches: list[KVCache] | None = None,
+        all_iterations: bool = False,
     ) -> dict[str, Tensor]:
         """The heads asked for, in fp32 with autocast off (as the reference); dense heads in frame
-        chunks."""
+        chunks; `all_iterations` adds pose_enc_iterations."""
         out = {}
         with torch.autocast(self.device.type, enabled=False):
             tokens = {layer: t.float() for layer, t in tokens.items()}
             if 'camera' in heads:
-                out['pose_enc'] = self.camera_head(tokens[self.config.depth - 1], camera_caches)
+                encodings = self.camera_head.iterations(
+                    tokens[self.config.depth - 1], camera_caches
+                )
+                out['pose_enc'] = encodings[-1]
+                if all_iterations:
+                    out['pose_enc_iterations'] = torch.stack(encodings)
             frames = len(next(iter(tokens.values())))
             chunks = [
                 self._dense(tokens, slice(i, i + HEAD_CHUNK), image_size, heads)

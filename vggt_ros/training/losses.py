@@ -1,6 +1,7 @@
 """VGGT's training losses: one clip's predictions against its normalised targets (data.make_clip).
 
-- camera: Huber regression of the pose encoding (translation, quaternion, field of view);
+- camera: L1 regression of the pose encoding (translation, quaternion, field of view) after
+  every refinement iteration of the camera head, the later ones weighted more;
 - depth and points: regression weighted by the predicted confidence c (at least 1), with the
   -alpha log c term that keeps c from growing without bound, plus the same weighted regression on
   the spatial gradients of the error, which makes surfaces sharp and flat where they are.
@@ -9,25 +10,35 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 CONF_ALPHA = 0.2  # weight of -log(confidence)
-HUBER_BETA = 0.1
+ITERATION_GAMMA = 0.6  # later refinement iterations count more
 FOV_WEIGHT = 0.5
 # VGGT's weights: the camera term counts five times, so that the dense terms' larger gradients
 # do not drown it under the shared gradient-norm clip.
 WEIGHTS = {'camera': 5.0, 'depth': 1.0, 'depth_grad': 1.0, 'point': 1.0, 'point_grad': 1.0}
 
 
-def camera_loss(predicted: Tensor, target: Tensor) -> Tensor:
-    """[S, 9] pose encodings (t, quaternion xyzw, fov_h, fov_w); the first frame is the origin
-    of both, so it counts like the others."""
+def _pose_error(estimate: Tensor, target: Tensor) -> Tensor:
+    """L1 of [S, 9] pose encodings (t, quaternion xyzw, fov_h, fov_w), fields of view weighted
+    FOV_WEIGHT; the first frame is the origin of both, so it counts like the others."""
 
-    def huber(part: slice) -> Tensor:
-        return F.smooth_l1_loss(predicted[:, part], target[:, part], beta=HUBER_BETA)
+    def l1(part: slice) -> Tensor:
+        return (estimate[:, part] - target[:, part]).abs().mean()
 
-    return huber(slice(0, 3)) + huber(slice(3, 7)) + FOV_WEIGHT * huber(slice(7, 9))
+    return l1(slice(0, 3)) + l1(slice(3, 7)) + FOV_WEIGHT * l1(slice(7, 9))
+
+
+def camera_loss(iterations: Tensor, target: Tensor) -> Tensor:
+    """VGGT's camera loss over the camera head's refinement iterations [n, S, 9]: iteration i
+    weighted ITERATION_GAMMA ** (n - 1 - i), averaged over the n."""
+    count = len(iterations)
+    weighted = (
+        ITERATION_GAMMA ** (count - 1 - i) * _pose_error(estimate, target)
+        for i, estimate in enumerate(iterations)
+    )
+    return sum(weighted) / count
 
 
 def _weighted(error: Tensor, confidence: Tensor, valid: Tensor) -> Tensor:
@@ -59,7 +70,7 @@ def dense_loss(predicted: Tensor, confidence: Tensor, target: Tensor) -> tuple[T
 
 def clip_loss(out: dict[str, Tensor], clip) -> dict[str, Tensor]:
     """Every term for one clip, and their weighted sum as 'total'."""
-    terms = {'camera': camera_loss(out['pose_enc'], clip.pose_enc)}
+    terms = {'camera': camera_loss(out['pose_enc_iterations'], clip.pose_enc)}
     if 'depth' in out:
         terms['depth'], terms['depth_grad'] = dense_loss(
             out['depth'][..., None], out['depth_conf'], clip.depth[..., None]
