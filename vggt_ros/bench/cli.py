@@ -56,7 +56,7 @@ DEFAULTS = dict(
     heads_size=(126, 168),
     eval_frames=5000,
     reanchor_frames=600,
-    accuracy_frames=40,
+    accuracy_frames=120,
 )
 QUICK = dict(
     window=2,
@@ -145,7 +145,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         '--reanchor-every', type=int, default=REANCHOR_EVERY, help='section 13 anchor.max_frames'
     )
     parser.add_argument(
-        '--accuracy-frames', type=int, help='section 14 frames per held-out scene (40; 12)'
+        '--accuracy-frames',
+        type=int,
+        help='section 14 frames per held-out scene (120, its whole path; 12)',
     )
     parser.add_argument(
         '--accuracy-worlds', type=int, default=2, help='section 14 held-out worlds (2)'

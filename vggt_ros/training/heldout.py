@@ -19,12 +19,12 @@ from pathlib import Path
 from vggt_ros import params
 from vggt_ros.evaluation import cli as vggt_eval
 from vggt_ros.synthetic import HELD_OUT_SEEDS
-from vggt_ros.training.scenes import write_scenes
+from vggt_ros.training.scenes import PATH_FRAMES, write_scenes
 
 CONFIG = params.config_file('small.yaml')
 DEFAULT_EVAL_ARGS = ('--params-file', str(CONFIG))
 SEEDS = range(HELD_OUT_SEEDS.start, HELD_OUT_SEEDS.start + 2)
-FRAMES, WIDTH, HEIGHT = 40, 224, 168
+FRAMES, WIDTH, HEIGHT = PATH_FRAMES, 224, 168
 GOAL_ABS_REL = 0.20  # and no worse than the scene's own mean depth image
 GOAL_ATE_VS_STATIC = 0.1
 

@@ -9,6 +9,7 @@ accepts only its own seeds, so held-out worlds stay unseen by training.
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -22,6 +23,9 @@ from vggt_ros.synthetic import (
 )
 
 SPLITS = {'train': TRAIN_SEEDS, 'held-out': HELD_OUT_SEEDS}
+# Frames per whole path: 8 s at 15 fps, about 3 degrees a frame when rotating in place and 4-6 cm
+# when walking. At 40 a frame turned 10 degrees, too far for frames to be related.
+PATH_FRAMES = 120
 
 
 def write_scenes(
@@ -33,7 +37,8 @@ def write_scenes(
     progress: bool = True,
     split: str = 'train',
 ) -> list[Path]:
-    """One bag per (seed, trajectory kind) under `out`, seeds of `split` only; their paths."""
+    """One bag per (seed, trajectory kind) under `out`, seeds of `split` only; their paths. Each
+    holds the first `frames` of its path sampled PATH_FRAMES times (or `frames`, if more)."""
     foreign = [seed for seed in seeds if seed not in SPLITS[split]]
     if foreign:
         raise ValueError(f'seeds {foreign[:3]}... are not in the {split} split')
@@ -42,8 +47,12 @@ def write_scenes(
     for seed, kind in tqdm(jobs, unit='bag', disable=not progress):
         path = out / f'{kind}-{seed}'
         if not path.exists():
-            sequence = make_sequence(kind, frames, width, height, seed=seed, varied=True)
-            write_bag(sequence, path)
+            samples = max(frames, PATH_FRAMES)
+            sequence = make_sequence(kind, samples, width, height, seed=seed, varied=True)
+            write_bag(
+                replace(sequence, poses=sequence.poses[:frames], stamps=sequence.stamps[:frames]),
+                path,
+            )
         bags.append(path)
     return bags
 
@@ -52,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('out', type=Path)
     parser.add_argument('--seeds', type=int, nargs=2, default=(1, 60), metavar=('FIRST', 'LAST'))
-    parser.add_argument('--frames', type=int, default=40)
+    parser.add_argument('--frames', type=int, default=PATH_FRAMES)
     parser.add_argument('--width', type=int, default=224)
     parser.add_argument('--height', type=int, default=168)
     args = parser.parse_args(argv)
