@@ -6,9 +6,10 @@ import csv
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from vggt_ros.checkpoints import load_model
+from vggt_ros.model import StreamVGGT
 from vggt_ros.synthetic import make_sequence, write_bag
 from vggt_ros.training import train as trainer
 from vggt_ros.training.data import BagTopics, clip_indices, make_clip, read_frames
@@ -100,3 +101,48 @@ def test_heads_must_include_the_camera():
     with pytest.raises(SystemExit):
         trainer.parse_args(['bag', '--heads', 'camera,track'])
     assert trainer.parse_args(['bag']).heads == ('camera', 'depth')
+
+
+def test_scenes_keep_the_density_of_a_whole_path_however_few_frames_they_hold(tmp_path):
+    from vggt_ros.evaluation.bag_io import open_bag
+    from vggt_ros.evaluation.ground_truth import from_tf
+    from vggt_ros.training.scenes import PATH_FRAMES, write_scenes
+
+    (bag,) = [
+        b for b in write_scenes(tmp_path, range(3, 4), 3, 56, 42, False) if 'rotate' in b.name
+    ]
+    with open_bag(bag) as reader:
+        poses = from_tf(reader, 'world', 'camera_optical_frame').poses
+    whole = make_sequence('rotate', PATH_FRAMES, 56, 42, seed=3, varied=True).poses
+    assert len(poses) == 3
+    np.testing.assert_allclose(poses, whole[:3], atol=1e-6)
+
+
+def test_the_camera_loss_scores_every_refinement_iteration_the_last_most():
+    from vggt_ros.training.losses import camera_loss
+
+    target = torch.zeros(4, 9)
+    early_wrong = torch.stack([target + 1, target, target, target])
+    late_wrong = torch.stack([target, target, target, target + 1])
+    assert camera_loss(torch.stack([target] * 4), target) == 0
+    assert 0 < camera_loss(early_wrong, target) < camera_loss(late_wrong, target)
+    model = StreamVGGT('tiny').train()
+    out = model(torch.rand(3, 3, 28, 42), 'fp32', ('camera',))
+    assert out['pose_enc_iterations'].shape == (model.config.camera_iterations, 3, 9)
+    assert torch.equal(out['pose_enc_iterations'][-1], out['pose_enc'])
+    assert 'pose_enc_iterations' not in model.forward_causal(torch.rand(3, 3, 28, 42))
+
+
+def test_a_run_from_scratch_starts_with_patch_positions_as_strong_as_their_content(bag, tmp_path):
+    model = trainer.build_model(trainer.parse_args([str(bag), '--preset', 'tiny']))
+    dino = model.aggregator.patch_embed
+    position = dino._pos_embed(3, 4)[0, 1:].detach()  # a small grid, resized as the model does
+    distances = torch.cdist(position, position)
+    assert float(distances[~torch.eye(len(position), dtype=torch.bool)].min()) > 0.1
+    assert float(position.abs().max()) <= 1.0
+    patches = dino.patch_embed(torch.rand(2, 3, 3 * 14, 4 * 14))
+    assert 0.3 < float(position.norm(dim=-1).mean() / patches.norm(dim=-1).mean()) < 3
+    weights = tmp_path / 'tiny.safetensors'
+    save_file(StreamVGGT('tiny').state_dict(), weights)  # its position embedding is zero
+    args = trainer.parse_args([str(bag), '--preset', 'tiny', '--checkpoint', str(weights)])
+    assert not trainer.build_model(args).aggregator.patch_embed.pos_embed.any()

@@ -28,6 +28,7 @@ from vggt_ros.checkpoints import load_model
 from vggt_ros.model import PRESETS, StreamVGGT
 from vggt_ros.stream_types import HEADS, RECONSTRUCTOR_HEADS
 from vggt_ros.training.data import BagTopics, Frames, clip_indices, make_clip, read_frames
+from vggt_ros.training.init import initialise_from_scratch
 from vggt_ros.training.losses import WEIGHTS, clip_loss
 
 WEIGHTS_FILE = 'checkpoint.safetensors'
@@ -86,7 +87,10 @@ def learning_rate(step: int, args: argparse.Namespace) -> float:
 
 def build_model(args: argparse.Namespace) -> StreamVGGT:
     torch.manual_seed(args.seed)
-    model = load_model(args.checkpoint, args.preset) if args.checkpoint else StreamVGGT(args.preset)
+    if args.checkpoint:
+        model = load_model(args.checkpoint, args.preset)
+    else:
+        model = initialise_from_scratch(StreamVGGT(args.preset))
     return model.train().requires_grad_(True)
 
 
