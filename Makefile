@@ -24,7 +24,7 @@ lint: setup
 DEMO := out/demo
 demo: setup
 	rm -rf $(DEMO)/walk && mkdir -p $(DEMO)
-	$(PYTHON) -m vggt_ros.synthetic $(DEMO)/walk --frames 60 --width 320 --height 240
+	$(PYTHON) -m vggt_ros.synthetic $(DEMO)/walk --frames 120 --width 320 --height 240
 	$(PYTHON) -m vggt_ros.evaluation.cli $(DEMO)/walk --out $(DEMO)/report \
 		--gt-tf world:camera_optical_frame --depth-topic /camera/depth --baselines \
 		$(if $(CHECKPOINT),--checkpoint $(CHECKPOINT) --preset $(or $(PRESET),streamvggt-1b),--params-file config/small.yaml)
@@ -33,14 +33,16 @@ demo: setup
 bench: setup
 	$(PYTHON) -m vggt_ros.bench --out out/bench $(BENCH_ARGS)
 
-# The small preset's recipe: 60 varied training worlds x 3 trajectory kinds, 40 frames each at
-# 224x168, then vggt-train for at most TRAIN_MINUTES on this machine's cores.
+# The small preset's recipe: 300 varied training worlds x 3 trajectory kinds, the first 40 frames
+# of each 120-frame path at 224x168, then vggt-train (camera, depth and point losses) for at most
+# TRAIN_MINUTES on this machine's cores.
 TRAIN := out/train
-TRAIN_MINUTES ?= 80
+TRAIN_MINUTES ?= 58
 train: setup
-	$(PYTHON) -m vggt_ros.training.scenes $(TRAIN)/scenes --seeds 1 60 --frames 40
+	$(PYTHON) -m vggt_ros.training.scenes $(TRAIN)/scenes --seeds 1 300 --frames 40
 	$(PYTHON) -m vggt_ros.training.train $(TRAIN)/scenes/* --preset small --out $(TRAIN)/run \
-		--image-width 112 --clip 8 --steps 7500 --max-minutes $(TRAIN_MINUTES) $(TRAIN_ARGS)
+		--image-width 112 --clip 8 --heads camera,depth,point --steps 5000 \
+		--max-minutes $(TRAIN_MINUTES) $(TRAIN_ARGS)
 	$(PYTHON) -m vggt_ros.training.export $(TRAIN)/run $(TRAIN)/small.safetensors
 	@echo "to ship: cp $(TRAIN)/small.safetensors $(TRAIN)/run/loss.png vggt_ros/weights/"
 
