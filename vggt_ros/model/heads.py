@@ -28,7 +28,7 @@ def activate_pose(encoding: Tensor) -> Tensor:
 
 
 class CameraHead(nn.Module):
-    """Last-layer tokens [S, P, dim] -> pose encodings [S, 9], refined over `num_iterations`.
+    """Last-layer tokens [S, P, dim] -> pose encodings [S, 9] after each of `num_iterations`.
 
     Each iteration modulates the same normalised camera token (adaLN) with the embedding of the
     current raw estimate, runs the trunk across frames and adds the branch output to the estimate.
@@ -53,14 +53,12 @@ class CameraHead(nn.Module):
         self.adaln_norm = nn.LayerNorm(dim, elementwise_affine=False, eps=ADALN_EPS)
         self.pose_branch = Mlp(dim, dim // 2, POSE_DIM)
 
-    def forward(self, tokens: Tensor, caches: Sequence[KVCache] | None = None) -> Tensor:
-        """Without caches the S frames are a causal sequence. With caches (one per iteration, each
-        with a layer per trunk block and already told `new_frame()`), tokens is the stream's next
-        frame; passing one cache for every iteration reproduces the reference's streaming quirk."""
-        return self.iterations(tokens, caches)[-1]
-
-    def iterations(self, tokens: Tensor, caches: Sequence[KVCache] | None = None) -> list[Tensor]:
-        """Pose encodings [S, 9] after each refinement iteration (VGGT's loss scores them all)."""
+    def forward(self, tokens: Tensor, caches: Sequence[KVCache] | None = None) -> list[Tensor]:
+        """Pose encodings [S, 9] after each refinement iteration, the last the estimate (VGGT's
+        loss scores them all). Without caches the S frames are a causal sequence. With caches (one
+        per iteration, each with a layer per trunk block and already told `new_frame()`), tokens
+        is the stream's next frame; passing one cache for every iteration reproduces the
+        reference's streaming quirk."""
         frames = tokens.shape[0]
         camera = self.token_norm(tokens[None, :, 0])
         mask = None if caches is not None else frame_causal_mask(frames, 1, tokens.device)

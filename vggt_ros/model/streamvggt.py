@@ -216,9 +216,7 @@ class StreamVGGT(nn.Module):
         with torch.autocast(self.device.type, enabled=False):
             tokens = {layer: t.float() for layer, t in tokens.items()}
             if 'camera' in heads:
-                encodings = self.camera_head.iterations(
-                    tokens[self.config.depth - 1], camera_caches
-                )
+                encodings = self.camera_head(tokens[self.config.depth - 1], camera_caches)
                 out['pose_enc'] = encodings[-1]
                 if all_iterations:
                     out['pose_enc_iterations'] = torch.stack(encodings)
