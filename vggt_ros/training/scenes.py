@@ -2,13 +2,17 @@
 (vggt-synth --seed) as rosbags.
 
 `python -m vggt_ros.training.scenes OUT --seeds 1 60` writes one bag per seed and trajectory kind
-in one process (a vggt-synth per bag would spend more time importing than rendering). Each split
-accepts only its own seeds, so held-out worlds stay unseen by training.
+from a pool of worker processes, one per core (a vggt-synth per bag would spend more time
+importing than rendering). Each split accepts only its own seeds, so held-out worlds stay unseen
+by training.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,6 +32,14 @@ SPLITS = {'train': TRAIN_SEEDS, 'held-out': HELD_OUT_SEEDS}
 PATH_FRAMES = 120
 
 
+def _write_bag(path: Path, seed: int, kind: str, frames: int, width: int, height: int) -> None:
+    """The first `frames` of the (seed, kind) path sampled max(frames, PATH_FRAMES) times."""
+    sequence = make_sequence(kind, max(frames, PATH_FRAMES), width, height, seed=seed, varied=True)
+    write_bag(
+        replace(sequence, poses=sequence.poses[:frames], stamps=sequence.stamps[:frames]), path
+    )
+
+
 def write_scenes(
     out: Path,
     seeds: range,
@@ -36,25 +48,23 @@ def write_scenes(
     height: int,
     progress: bool = True,
     split: str = 'train',
+    workers: int = 1,
 ) -> list[Path]:
-    """One bag per (seed, trajectory kind) under `out`, seeds of `split` only; their paths. Each
-    holds the first `frames` of its path sampled PATH_FRAMES times (or `frames`, if more)."""
+    """One bag per (seed, trajectory kind) under `out`, seeds of `split` only, rendered by
+    `workers` processes (bags already there are kept); their paths."""
     foreign = [seed for seed in seeds if seed not in SPLITS[split]]
     if foreign:
         raise ValueError(f'seeds {foreign[:3]}... are not in the {split} split')
-    bags = []
-    jobs = [(seed, kind) for seed in seeds for kind in sorted(TRAJECTORIES)]
-    for seed, kind in tqdm(jobs, unit='bag', disable=not progress):
-        path = out / f'{kind}-{seed}'
-        if not path.exists():
-            samples = max(frames, PATH_FRAMES)
-            sequence = make_sequence(kind, samples, width, height, seed=seed, varied=True)
-            write_bag(
-                replace(sequence, poses=sequence.poses[:frames], stamps=sequence.stamps[:frames]),
-                path,
-            )
-        bags.append(path)
-    return bags
+    jobs = {out / f'{kind}-{seed}': (seed, kind) for seed in seeds for kind in sorted(TRAJECTORIES)}
+    missing = [
+        (path, *job, frames, width, height) for path, job in jobs.items() if not path.exists()
+    ]
+    if missing:
+        with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
+            written = (pool.map if pool else map)(_write_bag, *zip(*missing, strict=True))
+            for _ in tqdm(written, total=len(missing), unit='bag', disable=not progress):
+                pass
+    return list(jobs)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -64,9 +74,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--frames', type=int, default=PATH_FRAMES)
     parser.add_argument('--width', type=int, default=224)
     parser.add_argument('--height', type=int, default=168)
+    parser.add_argument(
+        '--workers',
+        type=int,
+        default=os.cpu_count() or 1,
+        help='rendering processes (one per core)',
+    )
     args = parser.parse_args(argv)
     first, last = args.seeds
-    bags = write_scenes(args.out, range(first, last + 1), args.frames, args.width, args.height)
+    bags = write_scenes(
+        args.out, range(first, last + 1), args.frames, args.width, args.height,
+        workers=args.workers,
+    )  # fmt: skip
     print(f'{len(bags)} bags in {args.out}')
 
 
