@@ -49,10 +49,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument('--steps', type=int, default=4000)
     parser.add_argument('--clip', type=int, default=8, help='frames per clip (S)')
     parser.add_argument('--max-stride', type=int, default=3, help='frames skipped within a clip')
-    parser.add_argument(
-        '--reverse', type=float, default=0.0,
-        help='chance that a clip runs its frames backwards (a path driven the other way); 0-1',
-    )  # fmt: skip
     parser.add_argument('--image-width', type=int, default=112)
     parser.add_argument(
         '--heads',
@@ -76,8 +72,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument('--quiet', action='store_true', help='no progress bar')
     args = parser.parse_args(argv)
-    if not 0 <= args.reverse <= 1:
-        parser.error(f'--reverse is a probability, got {args.reverse}')
     if not args.heads or not set(args.heads) <= set(HEADS) or 'camera' not in args.heads:
         parser.error(f'--heads needs camera and some of {",".join(HEADS)}, got {args.heads}')
     return args
@@ -101,14 +95,12 @@ def build_model(args: argparse.Namespace) -> StreamVGGT:
 
 
 def step_clip(frames: list[Frames], step: int, args: argparse.Namespace):
-    """The clip of step `step`: from its own generator, so any run draws the same one. Run
-    backwards (--reverse), a clip's motion no longer follows from its frame order alone."""
+    """The clip of step `step`: from its own generator, so any run draws the same one."""
     rng = np.random.default_rng([args.seed, step])
     bag = frames[int(rng.integers(len(frames)))]
     stride = int(rng.integers(1, args.max_stride + 1))
     stride = min(stride, max(1, (len(bag) - 1) // max(1, args.clip - 1)))
-    indices = clip_indices(len(bag), args.clip, stride, rng)
-    return make_clip(bag, indices[::-1] if rng.random() < args.reverse else indices)
+    return make_clip(bag, clip_indices(len(bag), args.clip, stride, rng))
 
 
 def save(model: StreamVGGT, optimizer: torch.optim.Optimizer, step: int, out: Path) -> None:
