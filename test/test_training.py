@@ -79,6 +79,18 @@ def test_the_training_set_never_holds_a_held_out_world(tmp_path):
     assert sorted(bag.name for bag in bags) == ['orbit-3', 'rotate-3', 'walk-3']
 
 
+def test_worker_processes_render_the_same_bags_as_one(tmp_path):
+    from vggt_ros.training.scenes import write_scenes
+
+    one = write_scenes(tmp_path / 'one', range(3, 5), 2, 56, 42, False)
+    pool = write_scenes(tmp_path / 'pool', range(3, 5), 2, 56, 42, False, workers=2)
+    assert [bag.name for bag in pool] == [bag.name for bag in one]
+    for a, b in zip(one, pool, strict=True):
+        first, second = read_frames(a, WIDTH, BagTopics()), read_frames(b, WIDTH, BagTopics())
+        assert torch.equal(first.images, second.images)
+        np.testing.assert_array_equal(first.poses, second.poses)
+
+
 def test_an_exported_run_loads_as_its_own_weights_rounded_to_fp16(bag, tmp_path):
     from vggt_ros.checkpoints import weights_description
     from vggt_ros.training.export import export
