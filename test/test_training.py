@@ -158,21 +158,3 @@ def test_a_run_from_scratch_starts_with_patch_positions_as_strong_as_their_conte
     save_file(StreamVGGT('tiny').state_dict(), weights)  # its position embedding is zero
     args = trainer.parse_args([str(bag), '--preset', 'tiny', '--checkpoint', str(weights)])
     assert not trainer.build_model(args).aggregator.patch_embed.pos_embed.any()
-
-
-def test_a_run_from_scratch_starts_every_residual_branch_whole_and_never_decays_it(bag):
-    model = trainer.build_model(trainer.parse_args([str(bag), '--preset', 'tiny']))
-    named = dict(model.named_parameters())
-    gains = [name for name in named if name.endswith('.gamma')]
-    assert any(name.startswith('aggregator.global_blocks') for name in gains)
-    assert any(name.startswith('camera_head.trunk') for name in gains)
-    assert all(torch.all(named[name] == 1.0) for name in gains)
-    decayed, kept = trainer.parameter_groups(model, 0.05)
-    assert decayed['weight_decay'] == 0.05 and kept['weight_decay'] == 0.0
-    decayed_names = {name for name, p in named.items() if any(p is q for q in decayed['params'])}
-    assert len(decayed['params']) + len(kept['params']) == len(named)
-    assert 'aggregator.global_blocks.0.attn.qkv.weight' in decayed_names
-    assert 'depth_head.scratch.output_conv1.weight' in decayed_names
-    for name in (*gains, 'aggregator.camera_token', 'aggregator.patch_embed.pos_embed'):
-        assert name not in decayed_names
-    assert all(named[name].ndim >= 2 for name in decayed_names)

@@ -37,8 +37,6 @@ PROGRESS_FILE = 'training_state.json'
 LOG_FILE = 'log.csv'
 PLOT_FILE = 'loss.png'
 LOG_COLUMNS = ('step', 'total', *WEIGHTS, 'lr', 'seconds')
-WEIGHT_DECAY = 0.05
-UNDECAYED_SUFFIXES = ('token', 'tokens', 'pos_embed')  # learned tokens and positions
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -85,20 +83,6 @@ def learning_rate(step: int, args: argparse.Namespace) -> float:
         return args.lr * (step + 1) / args.warmup
     progress = (step - args.warmup) / max(1, args.steps - args.warmup)
     return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
-
-
-def parameter_groups(model: StreamVGGT, weight_decay: float) -> list[dict[str, Any]]:
-    """AdamW groups: weight decay on weight matrices and convolutions only. Gains, norms, biases,
-    special tokens and the position embedding are not decayed: pulled towards zero they silence a
-    residual branch or a token (vggt_ros.training.init)."""
-    decayed, kept = [], []
-    for name, parameter in model.named_parameters():
-        undecayed = parameter.ndim <= 1 or name.endswith(UNDECAYED_SUFFIXES)
-        (kept if undecayed else decayed).append(parameter)
-    return [
-        {'params': decayed, 'weight_decay': weight_decay},
-        {'params': kept, 'weight_decay': 0.0},
-    ]
 
 
 def build_model(args: argparse.Namespace) -> StreamVGGT:
@@ -177,7 +161,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     topics = BagTopics(args.image_topic, args.depth_topic, args.info_topic, parent, child)
     frames = [read_frames(bag, args.image_width, topics) for bag in args.bags]
     model = build_model(args)
-    optimizer = torch.optim.AdamW(parameter_groups(model, WEIGHT_DECAY), lr=args.lr)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
     start = restore(model, optimizer, args.out) if args.resume else 0
     log = (args.out / LOG_FILE).open('a' if args.resume else 'w', newline='')
     writer = csv.DictWriter(log, LOG_COLUMNS)
