@@ -67,8 +67,39 @@ def test_the_loss_falls_and_the_weights_load(bag, tmp_path):
     assert torch.isfinite(out['depth']).all()
 
 
+def test_validation_is_scored_at_every_save_and_a_resumed_run_scores_as_the_straight_one(
+    bag, tmp_path
+):
+    def validation(out):
+        with (out / trainer.VALIDATION_FILE).open() as file:
+            return list(csv.DictReader(file))
+
+    run(bag, tmp_path / 'straight', 4, '--val', str(bag))
+    run(bag, tmp_path / 'resumed', 2, '--val', str(bag))
+    run(bag, tmp_path / 'resumed', 4, '--resume', '--val', str(bag))
+    straight = validation(tmp_path / 'straight')
+    assert [int(row['step']) for row in straight] == [0, 2, 4]
+    assert all(np.isfinite(float(value)) for row in straight for value in row.values())
+    assert all(0 < float(row['depth_abs_rel']) < 1 for row in straight)
+    assert straight == validation(tmp_path / 'resumed')
+    run(bag, tmp_path / 'straight', 2, '--val', str(bag))  # a new run starts the file anew
+    assert [int(row['step']) for row in validation(tmp_path / 'straight')] == [0, 2]
+
+
+def test_pose_r_squared_is_one_for_the_truth_and_zero_for_its_mean():
+    from vggt_ros.training.validation import r_squared
+
+    truth = torch.randn(20, 3)
+    assert r_squared(truth, truth) == pytest.approx(1.0)
+    assert r_squared(truth.mean(dim=0).expand(20, 3), truth) == pytest.approx(0.0, abs=1e-6)
+    assert r_squared(-truth, truth) < 0
+    with pytest.raises(ValueError, match='vary'):
+        r_squared(truth, torch.ones(20, 3))
+
+
 def test_the_training_set_never_holds_a_held_out_world(tmp_path):
     from vggt_ros.synthetic import HELD_OUT_SEEDS
+    from vggt_ros.training import scenes
     from vggt_ros.training.scenes import write_scenes
 
     with pytest.raises(ValueError, match='not in the train split'):
@@ -77,6 +108,13 @@ def test_the_training_set_never_holds_a_held_out_world(tmp_path):
         write_scenes(tmp_path, range(3, 4), 2, 28, 28, split='held-out')
     bags = write_scenes(tmp_path, range(3, 4), 2, 56, 42, progress=False)
     assert sorted(bag.name for bag in bags) == ['orbit-3', 'rotate-3', 'walk-3']
+    first = HELD_OUT_SEEDS.start
+    command = [str(tmp_path / 'val'), '--seeds', str(first), str(first), '--frames', '2']
+    command += ['--width', '56', '--height', '42', '--workers', '1']
+    with pytest.raises(ValueError, match='not in the train split'):
+        scenes.main(command)
+    scenes.main([*command, '--split', 'held-out'])
+    assert len(list((tmp_path / 'val').iterdir())) == 3
 
 
 def test_worker_processes_render_the_same_bags_as_one(tmp_path):

@@ -80,11 +80,14 @@ def main(argv: list[str] | None = None) -> None:
         default=os.cpu_count() or 1,
         help='rendering processes (one per core)',
     )
+    parser.add_argument(
+        '--split', choices=sorted(SPLITS), default='train', help='the seeds must be of this split'
+    )
     args = parser.parse_args(argv)
     first, last = args.seeds
     bags = write_scenes(
         args.out, range(first, last + 1), args.frames, args.width, args.height,
-        workers=args.workers,
+        split=args.split, workers=args.workers,
     )  # fmt: skip
     print(f'{len(bags)} bags in {args.out}')
 

@@ -4,7 +4,8 @@ Frame-causal as StreamVGGT: each step is one clip of S frames through the model'
 (frame t attends to frames 0..t), scored by VGGT's losses (vggt_ros.training.losses). From scratch
 or fine-tuned from a checkpoint; deterministic for a seed (every step draws its clip from its own
 generator, so a resumed run draws what the uninterrupted one would have); safetensors
-checkpoints, resumable (`--resume`), a CSV log and a loss plot beside them.
+checkpoints, resumable (`--resume`), a CSV log and a loss plot beside them; with `--val`, the
+pose R² and depth AbsRel of bags not trained on at every save (vggt_ros.training.validation).
 
     vggt-synth out/scenes/s1 --seed 1 ...; vggt-train out/scenes/* --preset small --out out/train
 """
@@ -27,14 +28,17 @@ from tqdm import tqdm
 from vggt_ros.checkpoints import load_model
 from vggt_ros.model import PRESETS, StreamVGGT
 from vggt_ros.stream_types import HEADS, RECONSTRUCTOR_HEADS
-from vggt_ros.training.data import BagTopics, Frames, clip_indices, make_clip, read_frames
+from vggt_ros.training.data import BagTopics, Clip, Frames, clip_indices, make_clip, read_frames
 from vggt_ros.training.init import initialise_from_scratch
 from vggt_ros.training.losses import WEIGHTS, clip_loss
+from vggt_ros.training.validation import COLUMNS as VALIDATION_COLUMNS
+from vggt_ros.training.validation import validate, validation_clips
 
 WEIGHTS_FILE = 'checkpoint.safetensors'
 STATE_FILE = 'training_state.safetensors'
 PROGRESS_FILE = 'training_state.json'
 LOG_FILE = 'log.csv'
+VALIDATION_FILE = 'validation.csv'
 PLOT_FILE = 'loss.png'
 LOG_COLUMNS = ('step', 'total', *WEIGHTS, 'lr', 'seconds')
 
@@ -61,6 +65,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument('--warmup', type=int, default=200, help='steps of linear warm-up')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--save-every', type=int, default=250)
+    parser.add_argument(
+        '--val',
+        nargs='+',
+        type=Path,
+        default=[],
+        help=f'bags of worlds not trained on: pose R² and depth AbsRel at every save, in '
+        f'{VALIDATION_FILE}',
+    )
     parser.add_argument(
         '--max-minutes', type=float, help='stop (and save) after this much training time'
     )
@@ -133,6 +145,30 @@ def restore(model: StreamVGGT, optimizer: torch.optim.Optimizer, out: Path) -> i
     return int(progress['step'])
 
 
+def record_validation(model: StreamVGGT, clips: list[Clip], step: int, out: Path) -> None:
+    """Append the validation metrics at `step` to VALIDATION_FILE (a new run starts it anew)."""
+    path = out / VALIDATION_FILE
+    new = step == 0 or not path.exists()
+    with path.open('w' if new else 'a', newline='') as file:
+        writer = csv.DictWriter(file, VALIDATION_COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow({'step': step, **validate(model, clips)})
+
+
+def checkpoint(
+    model: StreamVGGT,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    out: Path,
+    validation: list[Clip],
+) -> None:
+    """Save the run at `step`, and score it on the validation clips if there are any."""
+    save(model, optimizer, step, out)
+    if validation:
+        record_validation(model, validation, step, out)
+
+
 def plot_losses(out: Path) -> None:
     import matplotlib  # noqa: PLC0415 - only to draw the plot
 
@@ -160,6 +196,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     parent, _, child = args.gt_tf.partition(':')
     topics = BagTopics(args.image_topic, args.depth_topic, args.info_topic, parent, child)
     frames = [read_frames(bag, args.image_width, topics) for bag in args.bags]
+    validation = validation_clips(
+        [read_frames(bag, args.image_width, topics) for bag in args.val], args.clip, args.max_stride
+    )
     model = build_model(args)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
     start = restore(model, optimizer, args.out) if args.resume else 0
@@ -167,12 +206,14 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     writer = csv.DictWriter(log, LOG_COLUMNS)
     if not args.resume:
         writer.writeheader()
+    if validation and not args.resume:
+        record_validation(model, validation, 0, args.out)
     terms: dict[str, float] = {}
     deadline = time.monotonic() + 60 * args.max_minutes if args.max_minutes else math.inf
     with log, tqdm(range(start, args.steps), disable=args.quiet, unit='step') as bar:
         for step in bar:
             if time.monotonic() > deadline:
-                save(model, optimizer, step, args.out)
+                checkpoint(model, optimizer, step, args.out, validation)
                 break
             began = time.perf_counter()
             for group in optimizer.param_groups:
@@ -191,7 +232,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             bar.set_postfix(loss=f'{terms["total"]:.3f}')
             if (step + 1) % args.save_every == 0 or step + 1 == args.steps:
                 log.flush()
-                save(model, optimizer, step + 1, args.out)
+                checkpoint(model, optimizer, step + 1, args.out, validation)
     plot_losses(args.out)
     return terms
 
