@@ -55,7 +55,7 @@ def validate(model: StreamVGGT, clips: list[Clip]) -> dict[str, float]:
         out = model.forward_causal(clip.images, 'fp32', ('camera', 'depth'))
         predicted.append(out['pose_enc'][1:].float().cpu())
         truth.append(clip.pose_enc[1:])
-        depth = DepthAccumulator()
+        depth = DepthAccumulator(capacity=clip.depth.numel())  # exact, and no larger
         estimates = out['depth'].float().cpu().numpy()
         for estimate, target in zip(estimates, clip.depth.numpy(), strict=True):
             depth.add(estimate, target)
