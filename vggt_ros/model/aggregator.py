@@ -71,10 +71,13 @@ class Aggregator(nn.Module):
         first: bool = True,
         merger: TokenMerger | None = None,
         merge_start: int = 0,
+        sequences: int = 1,
     ) -> dict[int, Tensor]:
         """Tokens of `output_layers` for images [S, 3, H, W].
 
-        Without a cache the S frames are a whole causal sequence. With the global blocks' cache
+        Without a cache the S frames are a whole causal sequence, or `sequences` independent ones
+        of S / sequences frames each, one after the other (a training batch). With the global
+        blocks' cache
         (already told `new_frame()`), images holds the stream's next frame (S = 1). `first` marks
         the frame that takes special-token slot 0: the first of the sequence, or of the stream.
         A merger (streaming only) merges that frame's tokens in global blocks from `merge_start`.
@@ -82,17 +85,21 @@ class Aggregator(nn.Module):
         frames, _, height, width = images.shape
         if merger is not None and (cache is None or frames != 1):
             raise ValueError('token merging needs a cache and one frame at a time')
+        if frames % sequences or (cache is not None and sequences != 1):
+            raise ValueError(f'cannot split {frames} frames into {sequences} sequences')
+        length = frames // sequences
         rows, cols = height // self.patch_size, width // self.patch_size
         x = self.patch_embed((images - self._resnet_mean) / self._resnet_std)
-        x = torch.cat([self._special_tokens(frames, first).to(x.dtype), x], dim=1)
+        special = self._special_tokens(length, first).repeat(sequences, 1, 1)
+        x = torch.cat([special.to(x.dtype), x], dim=1)
         tokens, dim = x.shape[1:]
         rope = rope_tables(
             token_positions(rows, cols, self.patch_start_idx, x.device),
             self.head_dim,
             self.rope_freq,
         )
-        global_rope = rope.repeat(frames)
-        mask = None if cache is not None else frame_causal_mask(frames, tokens, x.device)
+        global_rope = rope.repeat(length)
+        mask = None if cache is not None else frame_causal_mask(length, tokens, x.device)
         out = {}
         blocks = zip(self.frame_blocks, self.global_blocks, strict=True)
         for i, (frame_block, global_block) in enumerate(blocks):
@@ -101,7 +108,11 @@ class Aggregator(nn.Module):
             layer_cache = cache[i] if cache is not None else None
             block_merger = merger if i >= merge_start else None
             x = global_block(
-                x.reshape(1, frames * tokens, dim), global_rope, mask, layer_cache, block_merger
+                x.reshape(sequences, length * tokens, dim),
+                global_rope,
+                mask,
+                layer_cache,
+                block_merger,
             )
             x = x.reshape(frames, tokens, dim)
             if i in self.output_layers:

@@ -53,19 +53,21 @@ class CameraHead(nn.Module):
         self.adaln_norm = nn.LayerNorm(dim, elementwise_affine=False, eps=ADALN_EPS)
         self.pose_branch = Mlp(dim, dim // 2, POSE_DIM)
 
-    def forward(self, tokens: Tensor, caches: Sequence[KVCache] | None = None) -> list[Tensor]:
+    def forward(
+        self, tokens: Tensor, caches: Sequence[KVCache] | None = None, sequences: int = 1
+    ) -> list[Tensor]:
         """Pose encodings [S, 9] after each refinement iteration, the last the estimate (VGGT's
-        loss scores them all). Without caches the S frames are a causal sequence. With caches (one
-        per iteration, each with a layer per trunk block and already told `new_frame()`), tokens
-        is the stream's next frame; passing one cache for every iteration reproduces the
-        reference's streaming quirk."""
-        frames = tokens.shape[0]
-        camera = self.token_norm(tokens[None, :, 0])
-        mask = None if caches is not None else frame_causal_mask(frames, 1, tokens.device)
+        loss scores them all). Without caches the S frames are a causal sequence, or `sequences`
+        of them one after the other. With caches (one per iteration, each with a layer per trunk
+        block and already told `new_frame()`), tokens is the stream's next frame; passing one
+        cache for every iteration reproduces the reference's streaming quirk."""
+        length = tokens.shape[0] // sequences
+        camera = self.token_norm(tokens[:, 0].reshape(sequences, length, -1))
+        mask = None if caches is not None else frame_causal_mask(length, 1, tokens.device)
         encoding, encodings = None, []
         for iteration in range(self.num_iterations):
             if encoding is None:
-                estimate = self.empty_pose_tokens.expand(1, frames, -1)
+                estimate = self.empty_pose_tokens.expand(sequences, length, -1)
             else:
                 estimate = encoding.detach()
             shift, scale, gate = self.poseLN_modulation(self.embed_pose(estimate)).chunk(3, dim=-1)
@@ -73,7 +75,7 @@ class CameraHead(nn.Module):
             x = self._trunk(x, mask, None if caches is None else caches[iteration])
             delta = self.pose_branch(self.trunk_norm(x))
             encoding = delta if encoding is None else encoding + delta
-            encodings.append(activate_pose(encoding[0]))
+            encodings.append(activate_pose(encoding.flatten(0, 1)))
         return encodings
 
     def _trunk(self, x: Tensor, mask: Tensor | None, cache: KVCache | None) -> Tensor:

@@ -161,23 +161,33 @@ class StreamVGGT(nn.Module):
         return self._run(images, precision, heads, all_iterations=False)
 
     def forward(
-        self, images: Tensor, precision: str = 'auto', heads: tuple[str, ...] = HEADS
+        self,
+        images: Tensor,
+        precision: str = 'auto',
+        heads: tuple[str, ...] = HEADS,
+        sequences: int = 1,
     ) -> dict[str, Tensor]:
         """forward_causal with autograd, plus pose_enc_iterations [iterations, S, 9] (the camera
         head's estimate after each refinement, which VGGT's loss scores): how a sequence is
-        trained (vggt_ros.training)."""
-        return self._run(images, precision, heads, all_iterations=True)
+        trained (vggt_ros.training). A batch is `sequences` causal sequences of equal length,
+        their frames one after the other in `images` and in every output."""
+        return self._run(images, precision, heads, all_iterations=True, sequences=sequences)
 
     def _run(
-        self, images: Tensor, precision: str, heads: tuple[str, ...], all_iterations: bool
+        self,
+        images: Tensor,
+        precision: str,
+        heads: tuple[str, ...],
+        all_iterations: bool,
+        sequences: int = 1,
     ) -> dict[str, Tensor]:
         if images.ndim != 4:
             raise ValueError(f'expected images [S, 3, H, W], got shape {tuple(images.shape)}')
         self._check_size(images.shape[1:])
         images = images.to(self.device, torch.float32)
         with _autocast(self.device, autocast_dtype(self.device, precision)):
-            tokens = self.aggregator(images)
-        return self._predict(tokens, images.shape[-2:], heads, None, all_iterations)
+            tokens = self.aggregator(images, sequences=sequences)
+        return self._predict(tokens, images.shape[-2:], heads, None, all_iterations, sequences)
 
     def new_session(self, options: SessionOptions | None = None, **fields: Any) -> StreamSession:
         """A stream over this model: `options`, with any SessionOptions field overridden."""
@@ -209,21 +219,25 @@ class StreamVGGT(nn.Module):
         heads: tuple[str, ...],
         camera_caches: list[KVCache] | None = None,
         all_iterations: bool = False,
+        sequences: int = 1,
     ) -> dict[str, Tensor]:
         """The heads asked for, in fp32 with autocast off (as the reference); dense heads in frame
-        chunks; `all_iterations` adds pose_enc_iterations."""
+        chunks without autograd; `all_iterations` adds pose_enc_iterations."""
         out = {}
         with torch.autocast(self.device.type, enabled=False):
             tokens = {layer: t.float() for layer, t in tokens.items()}
             if 'camera' in heads:
-                encodings = self.camera_head(tokens[self.config.depth - 1], camera_caches)
+                encodings = self.camera_head(
+                    tokens[self.config.depth - 1], camera_caches, sequences
+                )
                 out['pose_enc'] = encodings[-1]
                 if all_iterations:
                     out['pose_enc_iterations'] = torch.stack(encodings)
             frames = len(next(iter(tokens.values())))
+            chunk = frames if torch.is_grad_enabled() else HEAD_CHUNK  # autograd keeps them all
             chunks = [
-                self._dense(tokens, slice(i, i + HEAD_CHUNK), image_size, heads)
-                for i in range(0, frames, HEAD_CHUNK)
+                self._dense(tokens, slice(i, i + chunk), image_size, heads)
+                for i in range(0, frames, chunk)
             ]
         for name in chunks[0]:
             out[name] = torch.cat([chunk[name] for chunk in chunks])
