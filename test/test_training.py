@@ -13,6 +13,7 @@ from vggt_ros.model import StreamVGGT
 from vggt_ros.synthetic import make_sequence, write_bag
 from vggt_ros.training import train as trainer
 from vggt_ros.training.data import BagTopics, clip_indices, make_clip, read_frames
+from vggt_ros.training.init import initialise_from_scratch
 
 WIDTH = 56  # the model's width: 112x84 frames become 56x42
 
@@ -190,9 +191,73 @@ def test_a_run_from_scratch_starts_with_patch_positions_as_strong_as_their_conte
     distances = torch.cdist(position, position)
     assert float(distances[~torch.eye(len(position), dtype=torch.bool)].min()) > 0.1
     assert float(position.abs().max()) <= 1.0
-    patches = dino.patch_embed(torch.rand(2, 3, 3 * 14, 4 * 14))
+    patches = dino.patch_embed(torch.rand(2, 3, 3 * 14, 4 * 14)).detach()
     assert 0.3 < float(position.norm(dim=-1).mean() / patches.norm(dim=-1).mean()) < 3
     weights = tmp_path / 'tiny.safetensors'
     save_file(StreamVGGT('tiny').state_dict(), weights)  # its position embedding is zero
     args = trainer.parse_args([str(bag), '--preset', 'tiny', '--checkpoint', str(weights)])
     assert not trainer.build_model(args).aggregator.patch_embed.pos_embed.any()
+
+
+def test_a_batch_trains_each_clip_as_its_own_causal_sequence():
+    torch.manual_seed(0)
+    model = initialise_from_scratch(StreamVGGT('tiny'), residual_gain=1.0).train()
+    images = torch.rand(3 * 4, 3, 28, 42)
+    batch = model(images, 'fp32', ('camera', 'depth'), sequences=3)
+    joined = model(images, 'fp32', ('camera', 'depth'))  # one sequence of 12: frames see earlier
+    for k, frames in enumerate((slice(0, 4), slice(4, 8), slice(8, 12))):
+        alone = model(images[frames], 'fp32', ('camera', 'depth'))
+        for name in ('pose_enc', 'depth'):
+            torch.testing.assert_close(batch[name][frames], alone[name], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            batch['pose_enc_iterations'][:, frames], alone['pose_enc_iterations']
+        )
+        if k:
+            assert not torch.allclose(joined['pose_enc'][frames], alone['pose_enc'], atol=1e-4)
+    with pytest.raises(ValueError, match='sequences'):
+        model(images, 'fp32', ('camera',), sequences=5)
+
+
+def test_worker_processes_draw_each_step_the_batch_the_training_process_draws(bag, tmp_path):
+    run(bag, tmp_path / 'inline', 3, '--batch', '2')
+    run(bag, tmp_path / 'workers', 3, '--batch', '2', '--workers', '2')
+    assert rows(tmp_path / 'inline') == rows(tmp_path / 'workers')
+    run(bag, tmp_path / 'single', 3)
+    assert rows(tmp_path / 'single') != rows(tmp_path / 'inline')
+    clip = trainer.StepBatches([read_frames(bag, WIDTH, BagTopics())], trainer.parse_args(
+        [str(bag), '--clip', '3', '--batch', '2']
+    ))[5]  # fmt: skip
+    assert clip.sequences == 2 and clip.images.shape[0] == 6 and clip.scale.shape == (2,)
+    np.testing.assert_allclose(clip.pose_enc[[0, 3], :7], [[0] * 6 + [1]] * 2, atol=1e-6)
+
+
+def test_a_residual_gain_starts_the_frame_global_and_camera_blocks_and_leaves_dino_at_one():
+    model = initialise_from_scratch(StreamVGGT('tiny'), residual_gain=0.1)
+    gains = {name: p for name, p in model.named_parameters() if name.endswith('.gamma')}
+    dino = {name for name in gains if name.startswith('aggregator.patch_embed.')}
+    assert dino and all(bool((gains[name] == 1.0).all()) for name in dino)
+    rest = set(gains) - dino
+    assert any(name.startswith('camera_head.trunk') for name in rest)
+    assert any(name.startswith('aggregator.global_blocks') for name in rest)
+    assert all(bool((gains[name] == 0.1).all()) for name in rest)
+    default = initialise_from_scratch(StreamVGGT('tiny'))
+    fresh = StreamVGGT('tiny')
+    assert all(
+        torch.equal(p, fresh.state_dict()[name])
+        for name, p in default.named_parameters()
+        if name.endswith('.gamma')
+    )
+
+
+def test_decaying_matrices_only_spares_gains_norms_biases_tokens_and_positions():
+    model = StreamVGGT('tiny')
+    everything = trainer.parameter_groups(model, 'all')
+    assert len(everything) == 1 and len(everything[0]['params']) == len(list(model.parameters()))
+    decayed, kept = trainer.parameter_groups(model, 'matrices')
+    assert kept['weight_decay'] == 0 and decayed['weight_decay'] > 0
+    names = {id(p): name for name, p in model.named_parameters()}
+    kept_names = {names[id(p)] for p in kept['params']}
+    assert {'aggregator.camera_token', 'aggregator.patch_embed.pos_embed'} <= kept_names
+    assert all(p.ndim >= 2 for p in decayed['params'])
+    assert any(name.endswith('.gamma') for name in kept_names)
+    assert any(name.endswith('norm1.weight') for name in kept_names)

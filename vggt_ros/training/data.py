@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -91,13 +91,36 @@ def read_frames(path: str | os.PathLike, image_width: int, topics: BagTopics) ->
 
 @dataclass(frozen=True)
 class Clip:
-    """S frames and their VGGT targets."""
+    """S frames and their VGGT targets; a batch is `sequences` clips one after the other."""
 
     images: Tensor  # [S, 3, H, W]
     pose_enc: Tensor  # [S, 9] camera-from-first, normalised translation
     depth: Tensor  # [S, H, W] normalised, NaN where unknown
     points: Tensor  # [S, H, W, 3] in the first camera's frame, normalised
-    scale: float  # metres per normalised unit
+    scale: Tensor  # [sequences] metres per normalised unit
+    sequences: int = 1
+
+    def to(self, device: torch.device | str) -> Clip:
+        """The same clip with its tensors on `device`."""
+        return replace(
+            self,
+            **{name: getattr(self, name).to(device, non_blocking=True) for name in TENSOR_FIELDS},
+        )
+
+    def pin_memory(self) -> Clip:
+        """The same clip in page-locked memory, for a data loader that feeds a GPU."""
+        return replace(self, **{name: getattr(self, name).pin_memory() for name in TENSOR_FIELDS})
+
+
+TENSOR_FIELDS = ('images', 'pose_enc', 'depth', 'points', 'scale')
+
+
+def batch_clips(clips: Sequence[Clip]) -> Clip:
+    """Clips of equal length as one batch: each stays its own causal sequence, normalised alone."""
+    if len({len(clip.images) for clip in clips}) != 1:
+        raise ValueError('a batch needs clips of one length')
+    tensors = {name: torch.cat([getattr(clip, name) for clip in clips]) for name in TENSOR_FIELDS}
+    return Clip(**tensors, sequences=len(clips))
 
 
 def make_clip(frames: Frames, indices: Sequence[int]) -> Clip:
@@ -126,7 +149,7 @@ def make_clip(frames: Frames, indices: Sequence[int]) -> Clip:
         pose_enc=pose_enc.float(),
         depth=(depth / scale).float(),
         points=(points / scale).float(),
-        scale=scale,
+        scale=torch.tensor([scale]),
     )
 
 

@@ -24,11 +24,15 @@ from vggt_ros.training.train import LOG_FILE, PROGRESS_FILE, WEIGHTS_FILE
 def training_facts(run: Path) -> dict[str, str]:
     """Steps and training minutes of a run, from its progress file and log (where an
     interrupted run logged steps that its resumption ran again, the later rows count)."""
-    steps = json.loads((run / PROGRESS_FILE).read_text())['step']
+    progress = json.loads((run / PROGRESS_FILE).read_text())
     with (run / LOG_FILE).open() as file:
         per_step = {row['step']: float(row['seconds']) for row in csv.DictReader(file)}
     seconds = sum(per_step.values())
-    return {'steps': str(steps), 'training_minutes': f'{seconds / 60:.0f}'}
+    return {
+        'steps': str(progress['step']),
+        'training_minutes': f'{seconds / 60:.0f}',
+        'machine': progress.get('machine', f'{os.cpu_count()} CPU cores'),
+    }
 
 
 def export(run: Path, out: Path, preset: str, recipe: str, image_width: int) -> Path:
@@ -38,8 +42,8 @@ def export(run: Path, out: Path, preset: str, recipe: str, image_width: int) -> 
     facts = training_facts(run)
     description = (
         f'{preset} preset, {count / 1e6:.1f} M parameters, trained from scratch by vggt-train '
-        f'for {facts["steps"]} steps ({facts["training_minutes"]} min on {os.cpu_count()} CPU '
-        f'cores) on the synthetic training worlds ({recipe}), at image_width {image_width}'
+        f'for {facts["steps"]} steps ({facts["training_minutes"]} min on {facts["machine"]}) '
+        f'on the synthetic training worlds ({recipe}), at image_width {image_width}'
     )
     metadata = {
         'description': description,

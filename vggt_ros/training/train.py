@@ -16,7 +16,10 @@ import argparse
 import csv
 import json
 import math
+import os
 import time
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +30,17 @@ from tqdm import tqdm
 
 from vggt_ros.checkpoints import load_model
 from vggt_ros.model import PRESETS, StreamVGGT
-from vggt_ros.stream_types import HEADS, RECONSTRUCTOR_HEADS
-from vggt_ros.training.data import BagTopics, Clip, Frames, clip_indices, make_clip, read_frames
-from vggt_ros.training.init import initialise_from_scratch
+from vggt_ros.stream_types import HEADS, PRECISIONS, RECONSTRUCTOR_HEADS
+from vggt_ros.training.data import (
+    BagTopics,
+    Clip,
+    Frames,
+    batch_clips,
+    clip_indices,
+    make_clip,
+    read_frames,
+)
+from vggt_ros.training.init import VGGT_RESIDUAL_GAIN, initialise_from_scratch
 from vggt_ros.training.losses import WEIGHTS, clip_loss
 from vggt_ros.training.validation import COLUMNS as VALIDATION_COLUMNS
 from vggt_ros.training.validation import validate, validation_clips
@@ -41,6 +52,8 @@ LOG_FILE = 'log.csv'
 VALIDATION_FILE = 'validation.csv'
 PLOT_FILE = 'loss.png'
 LOG_COLUMNS = ('step', 'total', *WEIGHTS, 'lr', 'seconds')
+WEIGHT_DECAY = 0.05
+UNDECAYED_SUFFIXES = ('token', 'tokens', 'pos_embed')  # learned tokens and positions
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -52,6 +65,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument('--resume', action='store_true', help='continue the run in --out')
     parser.add_argument('--steps', type=int, default=4000)
     parser.add_argument('--clip', type=int, default=8, help='frames per clip (S)')
+    parser.add_argument('--batch', type=int, default=1, help='clips per step')
     parser.add_argument('--max-stride', type=int, default=3, help='frames skipped within a clip')
     parser.add_argument('--image-width', type=int, default=112)
     parser.add_argument(
@@ -62,8 +76,36 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         'runs; VGGT also trains without the point loss by default)',
     )
     parser.add_argument('--lr', type=float, default=3e-4)
+    parser.add_argument(
+        '--residual-gain',
+        type=float,
+        default=VGGT_RESIDUAL_GAIN,
+        help="from scratch: every LayerScale gain's start (VGGT's 0.01 assumes a pretrained start)",
+    )
+    parser.add_argument(
+        '--decay',
+        choices=('all', 'matrices'),
+        default='all',
+        help='weight-decay every parameter, or only weight matrices and convolutions (not gains, '
+        'norms, biases, tokens, positions)',
+    )
     parser.add_argument('--warmup', type=int, default=200, help='steps of linear warm-up')
     parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument(
+        '--device', default='cuda' if torch.cuda.is_available() else 'cpu', help='torch device'
+    )
+    parser.add_argument(
+        '--precision',
+        choices=PRECISIONS,
+        default='auto',
+        help="the aggregator's: auto is bf16 on recent GPUs, fp32 on CPUs; heads are fp32",
+    )
+    parser.add_argument(
+        '--workers',
+        type=int,
+        default=0,
+        help='processes that read bags and draw clips (0: the training process itself)',
+    )
     parser.add_argument('--save-every', type=int, default=250)
     parser.add_argument(
         '--val',
@@ -86,6 +128,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.heads or not set(args.heads) <= set(HEADS) or 'camera' not in args.heads:
         parser.error(f'--heads needs camera and some of {",".join(HEADS)}, got {args.heads}')
+    if args.batch < 1 or args.workers < 0:
+        parser.error('--batch must be at least 1 and --workers at least 0')
     return args
 
 
@@ -97,39 +141,95 @@ def learning_rate(step: int, args: argparse.Namespace) -> float:
     return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
+def parameter_groups(model: StreamVGGT, decay: str) -> list[dict[str, Any]]:
+    """AdamW groups. With decay 'matrices', gains, norms, biases, special tokens and the position
+    embedding are not decayed: pulled towards zero they silence a residual branch or a token."""
+    decayed, kept = [], []
+    for name, parameter in model.named_parameters():
+        undecayed = decay == 'matrices' and (
+            parameter.ndim <= 1 or name.endswith(UNDECAYED_SUFFIXES)
+        )
+        (kept if undecayed else decayed).append(parameter)
+    groups = [{'params': decayed, 'weight_decay': WEIGHT_DECAY}]
+    return groups + [{'params': kept, 'weight_decay': 0.0}] if kept else groups
+
+
 def build_model(args: argparse.Namespace) -> StreamVGGT:
     torch.manual_seed(args.seed)
     if args.checkpoint:
         model = load_model(args.checkpoint, args.preset)
     else:
-        model = initialise_from_scratch(StreamVGGT(args.preset))
-    return model.train().requires_grad_(True)
+        model = initialise_from_scratch(StreamVGGT(args.preset), args.residual_gain)
+    return model.to(args.device).train().requires_grad_(True)
 
 
-def step_clip(frames: list[Frames], step: int, args: argparse.Namespace):
-    """The clip of step `step`: from its own generator, so any run draws the same one."""
-    rng = np.random.default_rng([args.seed, step])
-    bag = frames[int(rng.integers(len(frames)))]
-    stride = int(rng.integers(1, args.max_stride + 1))
-    stride = min(stride, max(1, (len(bag) - 1) // max(1, args.clip - 1)))
-    return make_clip(bag, clip_indices(len(bag), args.clip, stride, rng))
+class StepBatches(torch.utils.data.Dataset):
+    """The batch of each step, drawn from the step's own generator, so any run (resumed, or with
+    any number of worker processes) draws the same one."""
+
+    def __init__(self, frames: list[Frames], args: argparse.Namespace) -> None:
+        self.frames, self.args = frames, args
+
+    def __len__(self) -> int:
+        return self.args.steps
+
+    def __getitem__(self, step: int) -> Clip:
+        args = self.args
+        rng = np.random.default_rng([args.seed, step])
+        clips = []
+        for _ in range(args.batch):
+            bag = self.frames[int(rng.integers(len(self.frames)))]
+            stride = int(rng.integers(1, args.max_stride + 1))
+            stride = min(stride, max(1, (len(bag) - 1) // max(1, args.clip - 1)))
+            clips.append(make_clip(bag, clip_indices(len(bag), args.clip, stride, rng)))
+        return batch_clips(clips)
 
 
-def save(model: StreamVGGT, optimizer: torch.optim.Optimizer, step: int, out: Path) -> None:
+def read_bags(bags: list[Path], args: argparse.Namespace, topics: BagTopics) -> list[Frames]:
+    """Every bag's frames at the training size, read by args.workers processes."""
+    read = partial(read_frames, image_width=args.image_width, topics=topics)
+    if args.workers <= 1 or len(bags) <= 1:
+        return [read(bag) for bag in bags]
+    with ProcessPoolExecutor(args.workers) as pool:
+        return list(pool.map(read, bags, chunksize=4))
+
+
+def batches(frames: list[Frames], start: int, args: argparse.Namespace):
+    """Steps start..args.steps' batches, drawn ahead by the worker processes."""
+    return torch.utils.data.DataLoader(
+        StepBatches(frames, args),
+        batch_size=None,
+        sampler=range(start, args.steps),
+        num_workers=args.workers,
+        pin_memory=torch.device(args.device).type == 'cuda',
+        prefetch_factor=4 if args.workers else None,
+    )
+
+
+def machine(device: str) -> str:
+    """What a run trained on, in words, for the exported weights' description."""
+    if torch.device(device).type == 'cuda':
+        return f'one {torch.cuda.get_device_name(device)}'
+    return f'{os.cpu_count()} CPU cores'
+
+
+def save(
+    model: StreamVGGT, optimizer: torch.optim.Optimizer, step: int, out: Path, device: str
+) -> None:
     """Weights, optimizer state and progress, each written whole before it replaces the last."""
     state = optimizer.state_dict()
     tensors = {
-        f'{index}.{name}': value.contiguous()
+        f'{index}.{name}': value.cpu().contiguous()
         for index, values in state['state'].items()
         for name, value in values.items()
     }
     for name, content in (
-        (WEIGHTS_FILE, {k: v.contiguous() for k, v in model.state_dict().items()}),
+        (WEIGHTS_FILE, {k: v.cpu().contiguous() for k, v in model.state_dict().items()}),
         (STATE_FILE, tensors),
     ):
         save_file(content, out / f'{name}.part')
         (out / f'{name}.part').replace(out / name)
-    progress = {'step': step, 'param_groups': state['param_groups']}
+    progress = {'step': step, 'param_groups': state['param_groups'], 'machine': machine(device)}
     (out / PROGRESS_FILE).write_text(json.dumps(progress, indent=1))
 
 
@@ -162,9 +262,10 @@ def checkpoint(
     step: int,
     out: Path,
     validation: list[Clip],
+    device: str,
 ) -> None:
     """Save the run at `step`, and score it on the validation clips if there are any."""
-    save(model, optimizer, step, out)
+    save(model, optimizer, step, out, device)
     if validation:
         record_validation(model, validation, step, out)
 
@@ -195,12 +296,11 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     args.out.mkdir(parents=True, exist_ok=True)
     parent, _, child = args.gt_tf.partition(':')
     topics = BagTopics(args.image_topic, args.depth_topic, args.info_topic, parent, child)
-    frames = [read_frames(bag, args.image_width, topics) for bag in args.bags]
-    validation = validation_clips(
-        [read_frames(bag, args.image_width, topics) for bag in args.val], args.clip, args.max_stride
-    )
+    frames = read_bags(args.bags, args, topics)
+    validation = validation_clips(read_bags(args.val, args, topics), args.clip, args.max_stride)
     model = build_model(args)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.05)
+    torch.set_float32_matmul_precision('high')  # TF32 for the fp32 heads on GPUs that have it
+    optimizer = torch.optim.AdamW(parameter_groups(model, args.decay), lr=args.lr)
     start = restore(model, optimizer, args.out) if args.resume else 0
     log = (args.out / LOG_FILE).open('a' if args.resume else 'w', newline='')
     writer = csv.DictWriter(log, LOG_COLUMNS)
@@ -210,29 +310,33 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         record_validation(model, validation, 0, args.out)
     terms: dict[str, float] = {}
     deadline = time.monotonic() + 60 * args.max_minutes if args.max_minutes else math.inf
-    with log, tqdm(range(start, args.steps), disable=args.quiet, unit='step') as bar:
-        for step in bar:
+    steps = zip(range(start, args.steps), batches(frames, start, args), strict=True)
+    began = time.perf_counter()
+    with log, tqdm(steps, total=args.steps - start, disable=args.quiet, unit='step') as bar:
+        for step, batch in bar:
             if time.monotonic() > deadline:
-                checkpoint(model, optimizer, step, args.out, validation)
+                checkpoint(model, optimizer, step, args.out, validation, args.device)
                 break
-            began = time.perf_counter()
             for group in optimizer.param_groups:
                 group['lr'] = learning_rate(step, args)
-            clip = step_clip(frames, step, args)
-            losses = clip_loss(model(clip.images, 'fp32', args.heads), clip)
+            clip = batch.to(args.device)
+            out = model(clip.images, args.precision, args.heads, clip.sequences)
+            losses = clip_loss(out, clip)
             optimizer.zero_grad(set_to_none=True)
             losses['total'].backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             terms = {name: float(value.detach()) for name, value in losses.items()}
+            ended = time.perf_counter()
             writer.writerow(
-                {**terms, 'step': step, 'lr': learning_rate(step, args),
-                 'seconds': time.perf_counter() - began}
-            )  # fmt: skip
+                {**terms, 'step': step, 'lr': learning_rate(step, args), 'seconds': ended - began}
+            )
+            began = ended
             bar.set_postfix(loss=f'{terms["total"]:.3f}')
             if (step + 1) % args.save_every == 0 or step + 1 == args.steps:
                 log.flush()
-                checkpoint(model, optimizer, step + 1, args.out, validation)
+                checkpoint(model, optimizer, step + 1, args.out, validation, args.device)
+                began = time.perf_counter()
     plot_losses(args.out)
     return terms
 
