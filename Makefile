@@ -5,7 +5,7 @@ SETUP_STAMP := $(VENV)/.vggt_ros-setup
 SETUP_INPUTS := tools/setup_env.sh setup.py setup.cfg $(wildcard requirements/*.txt) $(wildcard interfaces/tf2_msgs/*) \
 	$(wildcard interfaces/tf2_msgs/msg/*)
 
-.PHONY: setup test demo bench train heldout lint clean
+.PHONY: setup test demo bench train train-data train-gpu heldout lint clean
 
 setup: $(SETUP_STAMP)
 
@@ -39,15 +39,26 @@ bench: setup
 # scores) at every save: $(TRAIN)/run/validation.csv.
 TRAIN := out/train
 TRAIN_MINUTES ?= 58
-train: setup
+TRAIN_RECIPE := --preset small --image-width 112 --clip 8 --heads camera,depth,point
+train-data: setup
 	$(PYTHON) -m vggt_ros.training.scenes $(TRAIN)/scenes --seeds 1 300 --frames 40
 	$(PYTHON) -m vggt_ros.training.scenes $(TRAIN)/val --seeds 1000010 1000013 --frames 40 \
 		--split held-out
-	$(PYTHON) -m vggt_ros.training.train $(TRAIN)/scenes/* --val $(TRAIN)/val/* --preset small \
-		--out $(TRAIN)/run --image-width 112 --clip 8 --heads camera,depth,point --steps 5000 \
-		--max-minutes $(TRAIN_MINUTES) $(TRAIN_ARGS)
+
+train: train-data
+	$(PYTHON) -m vggt_ros.training.train $(TRAIN)/scenes/* --val $(TRAIN)/val/* $(TRAIN_RECIPE) \
+		--out $(TRAIN)/run --steps 5000 --max-minutes $(TRAIN_MINUTES) $(TRAIN_ARGS)
 	$(PYTHON) -m vggt_ros.training.export $(TRAIN)/run $(TRAIN)/small.safetensors
 	@echo "to ship: cp $(TRAIN)/small.safetensors $(TRAIN)/run/loss.png vggt_ros/weights/"
+
+# The same data and model on a GPU for TRAIN_GPU_SECONDS: batches of clips drawn by the CPU
+# cores, the schedule sized to the time (tools/train_on_gpu.sh), LayerScale gains from 0.1.
+TRAIN_GPU_SECONDS ?= 3600
+TRAIN_GPU_ARGS ?= --lr 5e-4 --residual-gain 0.1 --decay matrices
+train-gpu: train-data
+	PYTHON=$(PYTHON) tools/train_on_gpu.sh $(TRAIN_GPU_SECONDS) $(TRAIN)/gpu $(TRAIN)/scenes \
+		$(TRAIN)/val $(TRAIN_RECIPE) $(TRAIN_GPU_ARGS)
+	@echo "to ship: cp $(TRAIN)/gpu.safetensors vggt_ros/weights/small.safetensors"
 
 # The shipped model on held-out worlds, beside the baselines (HELDOUT_ARGS: vggt-eval options).
 heldout: setup

@@ -136,9 +136,10 @@ def test_an_exported_run_loads_as_its_own_weights_rounded_to_fp16(bag, tmp_path)
     from vggt_ros.weights import describe
 
     run(bag, tmp_path / 'run', 3, '--heads', 'camera,depth,point')
-    shipped = export(tmp_path / 'run', tmp_path / 'tiny.safetensors', 'tiny', 'a test', WIDTH)
+    shipped = export(tmp_path / 'run', tmp_path / 'tiny.safetensors', 'a test')
     assert {tensor.dtype for tensor in load_file(shipped).values()} == {torch.float16}
     assert 'for 3 steps' in describe(shipped) and f'image_width {WIDTH}' in describe(shipped)
+    assert describe(shipped).startswith('tiny preset') and 'CPU cores' in describe(shipped)
     assert weights_description(str(shipped), 'tiny') == f'preset tiny, checkpoint {shipped}'
     trained = load_file(tmp_path / 'run' / trainer.WEIGHTS_FILE)
     loaded = load_model(shipped, 'tiny').state_dict()

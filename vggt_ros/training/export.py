@@ -22,8 +22,9 @@ from vggt_ros.training.train import LOG_FILE, PROGRESS_FILE, WEIGHTS_FILE
 
 
 def training_facts(run: Path) -> dict[str, str]:
-    """Steps and training minutes of a run, from its progress file and log (where an
-    interrupted run logged steps that its resumption ran again, the later rows count)."""
+    """Steps, training minutes, machine, preset and image width of a run, from its progress
+    file and log (where an interrupted run logged steps that its resumption ran again, the later
+    rows count); a run saved before these were recorded was the small preset at 112 on a CPU."""
     progress = json.loads((run / PROGRESS_FILE).read_text())
     with (run / LOG_FILE).open() as file:
         per_step = {row['step']: float(row['seconds']) for row in csv.DictReader(file)}
@@ -32,26 +33,23 @@ def training_facts(run: Path) -> dict[str, str]:
         'steps': str(progress['step']),
         'training_minutes': f'{seconds / 60:.0f}',
         'machine': progress.get('machine', f'{os.cpu_count()} CPU cores'),
+        'preset': progress.get('preset', 'small'),
+        'image_width': str(progress.get('image_width', 112)),
     }
 
 
-def export(run: Path, out: Path, preset: str, recipe: str, image_width: int) -> Path:
+def export(run: Path, out: Path, recipe: str) -> Path:
     """Write `run`'s weights to `out` in fp16 with their description; `out`."""
     weights = load_file(run / WEIGHTS_FILE)
     count = sum(tensor.numel() for tensor in weights.values())
     facts = training_facts(run)
     description = (
-        f'{preset} preset, {count / 1e6:.1f} M parameters, trained from scratch by vggt-train '
-        f'for {facts["steps"]} steps ({facts["training_minutes"]} min on {facts["machine"]}) '
-        f'on the synthetic training worlds ({recipe}), at image_width {image_width}'
+        f'{facts["preset"]} preset, {count / 1e6:.1f} M parameters, trained from scratch by '
+        f'vggt-train for {facts["steps"]} steps ({facts["training_minutes"]} min on '
+        f'{facts["machine"]}) on the synthetic training worlds ({recipe}), at image_width '
+        f'{facts["image_width"]}'
     )
-    metadata = {
-        'description': description,
-        'preset': preset,
-        'recipe': recipe,
-        'image_width': str(image_width),
-        **facts,
-    }
+    metadata = {'description': description, 'recipe': recipe, **facts}
     half = {name: tensor.to(torch.float16).contiguous() for name, tensor in weights.items()}
     out.parent.mkdir(parents=True, exist_ok=True)
     save_file(half, out, metadata=metadata)
@@ -62,11 +60,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('run', type=Path, help='a vggt-train --out folder')
     parser.add_argument('out', type=Path, help='the .safetensors file to write')
-    parser.add_argument('--preset', default='small')
     parser.add_argument('--recipe', default='make train', help='how the run was made')
-    parser.add_argument('--image-width', type=int, default=112, help='the width it trained at')
     args = parser.parse_args(argv)
-    path = export(args.run, args.out, args.preset, args.recipe, args.image_width)
+    path = export(args.run, args.out, args.recipe)
     print(f'{path}: {path.stat().st_size / 1e6:.1f} MB')
 
 

@@ -214,9 +214,11 @@ def machine(device: str) -> str:
 
 
 def save(
-    model: StreamVGGT, optimizer: torch.optim.Optimizer, step: int, out: Path, device: str
+    model: StreamVGGT, optimizer: torch.optim.Optimizer, step: int, args: argparse.Namespace
 ) -> None:
-    """Weights, optimizer state and progress, each written whole before it replaces the last."""
+    """Weights, optimizer state and progress (with what the export describes), each written
+    whole before it replaces the last."""
+    out = args.out
     state = optimizer.state_dict()
     tensors = {
         f'{index}.{name}': value.cpu().contiguous()
@@ -229,7 +231,13 @@ def save(
     ):
         save_file(content, out / f'{name}.part')
         (out / f'{name}.part').replace(out / name)
-    progress = {'step': step, 'param_groups': state['param_groups'], 'machine': machine(device)}
+    progress = {
+        'step': step,
+        'param_groups': state['param_groups'],
+        'preset': args.preset,
+        'image_width': args.image_width,
+        'machine': machine(args.device),
+    }
     (out / PROGRESS_FILE).write_text(json.dumps(progress, indent=1))
 
 
@@ -260,14 +268,13 @@ def checkpoint(
     model: StreamVGGT,
     optimizer: torch.optim.Optimizer,
     step: int,
-    out: Path,
     validation: list[Clip],
-    device: str,
+    args: argparse.Namespace,
 ) -> None:
     """Save the run at `step`, and score it on the validation clips if there are any."""
-    save(model, optimizer, step, out, device)
+    save(model, optimizer, step, args)
     if validation:
-        record_validation(model, validation, step, out)
+        record_validation(model, validation, step, args.out)
 
 
 def plot_losses(out: Path) -> None:
@@ -315,7 +322,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     with log, tqdm(steps, total=args.steps - start, disable=args.quiet, unit='step') as bar:
         for step, batch in bar:
             if time.monotonic() > deadline:
-                checkpoint(model, optimizer, step, args.out, validation, args.device)
+                checkpoint(model, optimizer, step, validation, args)
                 break
             for group in optimizer.param_groups:
                 group['lr'] = learning_rate(step, args)
@@ -335,7 +342,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             bar.set_postfix(loss=f'{terms["total"]:.3f}')
             if (step + 1) % args.save_every == 0 or step + 1 == args.steps:
                 log.flush()
-                checkpoint(model, optimizer, step + 1, args.out, validation, args.device)
+                checkpoint(model, optimizer, step + 1, validation, args)
                 began = time.perf_counter()
     plot_losses(args.out)
     return terms
