@@ -306,7 +306,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     frames = read_bags(args.bags, args, topics)
     validation = validation_clips(read_bags(args.val, args, topics), args.clip, args.max_stride)
     model = build_model(args)
-    torch.set_float32_matmul_precision('high')  # TF32 for the fp32 heads on GPUs that have it
+    if torch.device(args.device).type == 'cuda':
+        torch.backends.cuda.matmul.allow_tf32 = True  # the fp32 heads, at the GPU's speed
     optimizer = torch.optim.AdamW(parameter_groups(model, args.decay), lr=args.lr)
     start = restore(model, optimizer, args.out) if args.resume else 0
     log = (args.out / LOG_FILE).open('a' if args.resume else 'w', newline='')
