@@ -13,7 +13,10 @@ budget=$1 run=$2 scenes=$3 val=$4
 shift 4
 python=${PYTHON:-python3}
 batches=${BATCHES:-64 32 16}
-workers=$(($(nproc) > 2 ? $(nproc) - 2 : 1))
+# Worker processes draw the clips and hand each batch over through /dev/shm (about 135 MB a
+# batch of 64 at 112 px, two batches a worker ahead): with a small /dev/shm, enlarge it or
+# set WORKERS=0.
+workers=${WORKERS:-$(($(nproc) > 2 ? $(nproc) - 2 : 1))}
 start=$SECONDS
 train() { "$python" -m vggt_ros.training.train --workers "$workers" --quiet "$@"; }
 

@@ -202,7 +202,7 @@ def batches(frames: list[Frames], start: int, args: argparse.Namespace):
         sampler=range(start, args.steps),
         num_workers=args.workers,
         pin_memory=torch.device(args.device).type == 'cuda',
-        prefetch_factor=4 if args.workers else None,
+        prefetch_factor=2 if args.workers else None,
     )
 
 
