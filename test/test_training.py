@@ -262,3 +262,14 @@ def test_decaying_matrices_only_spares_gains_norms_biases_tokens_and_positions()
     assert all(p.ndim >= 2 for p in decayed['params'])
     assert any(name.endswith('.gamma') for name in kept_names)
     assert any(name.endswith('norm1.weight') for name in kept_names)
+
+
+def test_worker_processes_read_bags_as_the_training_process_reads_them(bag):
+    args = trainer.parse_args([str(bag), '--image-width', str(WIDTH), '--workers', '2'])
+    pooled = trainer.read_bags([bag, bag], args, BagTopics())
+    alone = read_frames(bag, WIDTH, BagTopics())
+    for frames in pooled:
+        assert isinstance(frames.images, torch.Tensor) and isinstance(frames.depths, torch.Tensor)
+        assert torch.equal(frames.images, alone.images)
+        torch.testing.assert_close(frames.depths, alone.depths, equal_nan=True, rtol=0, atol=0)
+        np.testing.assert_array_equal(frames.poses, alone.poses)

@@ -19,6 +19,7 @@ import math
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -185,13 +186,24 @@ class StepBatches(torch.utils.data.Dataset):
         return batch_clips(clips)
 
 
+def _read_as_arrays(bag: Path, image_width: int, topics: BagTopics) -> Frames:
+    """read_frames for a worker process, its tensors as numpy arrays: tensors sent back to the
+    parent would each keep a shared-memory file open there (torch's multiprocessing sharing), two
+    per bag, past a usual limit of 1,024 open files."""
+    frames = read_frames(bag, image_width, topics)
+    return replace(frames, images=frames.images.numpy(), depths=frames.depths.numpy())
+
+
 def read_bags(bags: list[Path], args: argparse.Namespace, topics: BagTopics) -> list[Frames]:
     """Every bag's frames at the training size, read by args.workers processes."""
-    read = partial(read_frames, image_width=args.image_width, topics=topics)
     if args.workers <= 1 or len(bags) <= 1:
-        return [read(bag) for bag in bags]
+        return [read_frames(bag, args.image_width, topics) for bag in bags]
+    read = partial(_read_as_arrays, image_width=args.image_width, topics=topics)
     with ProcessPoolExecutor(args.workers) as pool:
-        return list(pool.map(read, bags, chunksize=4))
+        return [
+            replace(f, images=torch.from_numpy(f.images), depths=torch.from_numpy(f.depths))
+            for f in pool.map(read, bags, chunksize=4)
+        ]
 
 
 def batches(frames: list[Frames], start: int, args: argparse.Namespace):
