@@ -77,10 +77,10 @@ class Aggregator(nn.Module):
 
         Without a cache the S frames are a whole causal sequence, or `sequences` independent ones
         of S / sequences frames each, one after the other (a training batch). With the global
-        blocks' cache
-        (already told `new_frame()`), images holds the stream's next frame (S = 1). `first` marks
-        the frame that takes special-token slot 0: the first of the sequence, or of the stream.
-        A merger (streaming only) merges that frame's tokens in global blocks from `merge_start`.
+        blocks' cache (already told `new_frame()`), images holds the stream's next frame (S = 1).
+        `first` marks the frame that takes special-token slot 0: the first of the sequence, or of
+        the stream. A merger (streaming only) merges that frame's tokens in global blocks from
+        `merge_start`.
         """
         frames, _, height, width = images.shape
         if merger is not None and (cache is None or frames != 1):

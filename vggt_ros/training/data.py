@@ -160,3 +160,11 @@ def clip_indices(length: int, frames: int, stride: int, rng: np.random.Generator
         raise ValueError(f'a clip of {frames} frames {stride} apart needs {span}, got {length}')
     start = int(rng.integers(0, length - span + 1))
     return list(range(start, start + span, stride))
+
+
+def draw_clip(frames: Frames, length: int, max_stride: int, rng: np.random.Generator) -> Clip:
+    """A clip of `length` frames at a random stride of 1..max_stride (no wider than the bag
+    allows) from a random start."""
+    stride = int(rng.integers(1, max_stride + 1))
+    stride = min(stride, max(1, (len(frames) - 1) // max(1, length - 1)))
+    return make_clip(frames, clip_indices(len(frames), length, stride, rng))

@@ -32,15 +32,7 @@ from tqdm import tqdm
 from vggt_ros.checkpoints import load_model
 from vggt_ros.model import PRESETS, StreamVGGT
 from vggt_ros.stream_types import HEADS, PRECISIONS, RECONSTRUCTOR_HEADS
-from vggt_ros.training.data import (
-    BagTopics,
-    Clip,
-    Frames,
-    batch_clips,
-    clip_indices,
-    make_clip,
-    read_frames,
-)
+from vggt_ros.training.data import BagTopics, Clip, Frames, batch_clips, draw_clip, read_frames
 from vggt_ros.training.init import VGGT_RESIDUAL_GAIN, initialise_from_scratch
 from vggt_ros.training.losses import WEIGHTS, clip_loss
 from vggt_ros.training.validation import COLUMNS as VALIDATION_COLUMNS
@@ -180,9 +172,7 @@ class StepBatches(torch.utils.data.Dataset):
         clips = []
         for _ in range(args.batch):
             bag = self.frames[int(rng.integers(len(self.frames)))]
-            stride = int(rng.integers(1, args.max_stride + 1))
-            stride = min(stride, max(1, (len(bag) - 1) // max(1, args.clip - 1)))
-            clips.append(make_clip(bag, clip_indices(len(bag), args.clip, stride, rng)))
+            clips.append(draw_clip(bag, args.clip, args.max_stride, rng))
         return batch_clips(clips)
 
 

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from vggt_ros.evaluation.metrics import DepthAccumulator
 from vggt_ros.model import StreamVGGT
-from vggt_ros.training.data import Clip, Frames, clip_indices, make_clip
+from vggt_ros.training.data import Clip, Frames, draw_clip
 
 CLIPS_PER_BAG = 4
 SEED = 123  # the same clips for every run, and for every step of one
@@ -25,13 +25,7 @@ TRANSLATION, ROTATION = slice(0, 3), slice(3, 6)  # of the pose encoding; rotati
 def validation_clips(frames: list[Frames], length: int, max_stride: int) -> list[Clip]:
     """CLIPS_PER_BAG clips of `length` frames from each bag, strides 1..max_stride, seeded."""
     rng = np.random.default_rng(SEED)
-    clips = []
-    for bag in frames:
-        widest = max(1, (len(bag) - 1) // max(1, length - 1))
-        for _ in range(CLIPS_PER_BAG):
-            stride = min(int(rng.integers(1, max_stride + 1)), widest)
-            clips.append(make_clip(bag, clip_indices(len(bag), length, stride, rng)))
-    return clips
+    return [draw_clip(bag, length, max_stride, rng) for bag in frames for _ in range(CLIPS_PER_BAG)]
 
 
 def r_squared(predicted: Tensor, truth: Tensor) -> float:
