@@ -2,6 +2,7 @@
 a loss that falls, and weights the Reconstructor loads."""
 
 import csv
+import json
 
 import numpy as np
 import pytest
@@ -85,6 +86,24 @@ def test_validation_is_scored_at_every_save_and_a_resumed_run_scores_as_the_stra
     assert straight == validation(tmp_path / 'resumed')
     run(bag, tmp_path / 'straight', 2, '--val', str(bag))  # a new run starts the file anew
     assert [int(row['step']) for row in validation(tmp_path / 'straight')] == [0, 2]
+
+
+def test_a_run_out_of_time_saves_its_weights_and_scores_each_step_once(bag, tmp_path):
+    def progress(out):
+        return json.loads((out / trainer.PROGRESS_FILE).read_text())['step']
+
+    def validated_steps(out):
+        with (out / trainer.VALIDATION_FILE).open() as file:
+            return [int(row['step']) for row in csv.DictReader(file)]
+
+    out = tmp_path / 'run'
+    run(bag, out, 4, '--val', str(bag), '--max-minutes', '1e-9')  # out of time before step 0
+    assert validated_steps(out) == [0]
+    assert (out / trainer.WEIGHTS_FILE).exists() and progress(out) == 0
+    run(bag, out, 2, '--val', str(bag), '--resume')
+    run(bag, out, 4, '--val', str(bag), '--resume', '--max-minutes', '1e-9')  # right after a save
+    assert validated_steps(out) == [0, 2]
+    assert progress(out) == 2
 
 
 def test_pose_r_squared_is_one_for_the_truth_and_zero_for_its_mean():

@@ -316,8 +316,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     writer = csv.DictWriter(log, LOG_COLUMNS)
     if not args.resume:
         writer.writeheader()
-    if validation and not args.resume:
-        record_validation(model, validation, 0, args.out)
+    if not args.resume:
+        checkpoint(model, optimizer, 0, validation, args)
+    saved = start  # the last step checkpointed, so a deadline right after it writes nothing twice
     terms: dict[str, float] = {}
     deadline = time.monotonic() + 60 * args.max_minutes if args.max_minutes else math.inf
     steps = zip(range(start, args.steps), batches(frames, start, args), strict=True)
@@ -325,7 +326,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     with log, tqdm(steps, total=args.steps - start, disable=args.quiet, unit='step') as bar:
         for step, batch in bar:
             if time.monotonic() > deadline:
-                checkpoint(model, optimizer, step, validation, args)
+                if step != saved:
+                    checkpoint(model, optimizer, step, validation, args)
                 break
             for group in optimizer.param_groups:
                 group['lr'] = learning_rate(step, args)
@@ -346,6 +348,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             if (step + 1) % args.save_every == 0 or step + 1 == args.steps:
                 log.flush()
                 checkpoint(model, optimizer, step + 1, validation, args)
+                saved = step + 1
                 began = time.perf_counter()
     plot_losses(args.out)
     return terms
