@@ -47,11 +47,13 @@ def with_square(image: torch.Tensor, column: int) -> torch.Tensor:
 
 
 def make_pairs(
-    probe: str, images: torch.Tensor, count: int, rng: np.random.Generator
+    probe: str, images: torch.Tensor, count: int, rng: np.random.Generator, shift_step: int = 1
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`count` pairs as one batch [2 * count, 3, H, W] (frame 0, frame 1, ...) and the target."""
+    """`count` pairs as one batch [2 * count, 3, H, W] (frame 0, frame 1, ...) and the target;
+    shifts are whole multiples of `shift_step` pixels."""
     width = images.shape[-1]
-    shifts = rng.integers(-MAX_SHIFT, MAX_SHIFT + 1, size=count)
+    steps = MAX_SHIFT // shift_step
+    shifts = shift_step * rng.integers(-steps, steps + 1, size=count)
     starts = rng.integers(MAX_SHIFT, width - SQUARE - MAX_SHIFT + 1, size=count)
     centre = (width - SQUARE) // 2
     pairs = []
@@ -112,6 +114,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--checkpoint', help='start from these weights (a probe run or vggt-train)')
     parser.add_argument('--out', help='save the weights here at the end')
     parser.add_argument('--every', type=int, default=25, help='score every this many steps')
+    parser.add_argument(
+        '--shift-step', type=int, default=1, help='shifts in multiples of this (14: whole patches)'
+    )
     parser.add_argument('--seed', type=int, default=0)
     return parser.parse_args(argv)
 
@@ -121,12 +126,14 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(args.seed)
     images = read_images(args.bags, args.image_width, every=8)
     val_images = read_images(args.val, args.image_width, every=10)
-    val_pairs = make_pairs(args.probe, val_images, 128, np.random.default_rng(args.seed + 1))
+    val_pairs = make_pairs(
+        args.probe, val_images, 128, np.random.default_rng(args.seed + 1), args.shift_step
+    )
     model = build_model(args)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     rng = np.random.default_rng(args.seed)
     for step in range(1, args.steps + 1):
-        loss = probe_loss(model, *make_pairs(args.probe, images, args.batch, rng))
+        loss = probe_loss(model, *make_pairs(args.probe, images, args.batch, rng, args.shift_step))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
