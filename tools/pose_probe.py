@@ -26,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from vggt_ros.model import StreamVGGT
 from vggt_ros.training.data import BagTopics, read_frames
 from vggt_ros.training.init import initialise_from_scratch
+from vggt_ros.training.validation import r_squared
 
 PROBES = ('square', 'square-first', 'square-pair', 'roll')
 QY = 4  # the pose encoding's [t, q(xyzw), fov]: q's y, the yaw of a camera turning in place
@@ -84,8 +85,7 @@ def score(model: StreamVGGT, pairs: torch.Tensor, target: torch.Tensor) -> tuple
     with torch.no_grad():
         qy = model(pairs, 'fp32', ('camera',), sequences=len(target))['pose_enc'][1::2, QY]
     model.train()
-    r_squared = 1 - ((qy - target) ** 2).sum() / ((target - target.mean()) ** 2).sum()
-    return float(r_squared), float(((qy > 0) == (target > 0)).float().mean())
+    return r_squared(qy, target), float(((qy > 0) == (target > 0)).float().mean())
 
 
 def build_model(args: argparse.Namespace) -> StreamVGGT:
@@ -139,8 +139,8 @@ def main(argv: list[str] | None = None) -> None:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
         if step % args.every == 0 or step == args.steps:
-            r_squared, sign = score(model, *val_pairs)
-            print(f'step {step}: loss {loss.item():.4f}, val R² {r_squared:.3f}, sign {sign:.2f}')
+            fit, sign = score(model, *val_pairs)
+            print(f'step {step}: loss {loss.item():.4f}, val R² {fit:.3f}, sign {sign:.2f}')
     if args.out:
         weights = {name: value.contiguous() for name, value in model.state_dict().items()}
         save_file(weights, args.out)
