@@ -28,6 +28,8 @@ from vggt_ros.registration import to_model_grid
 from vggt_ros.synthetic import scale_intrinsics
 
 INFO_TYPES = ('sensor_msgs/msg/CameraInfo',)
+PATCH_SIZE = 14  # every preset's
+MATCH_DEPTH_TOLERANCE = 0.05  # relative: a farther or nearer surface there occludes the point
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ class Clip:
     depth: Tensor  # [S, H, W] normalised, NaN where unknown
     points: Tensor  # [S, H, W, 3] in the first camera's frame, normalised
     scale: Tensor  # [sequences] metres per normalised unit
+    matches: Tensor  # [S, P] the first frame's patch showing each patch's centre, or -1
+    flow: Tensor  # [S, P, 2] where that point is in the first frame, in patches from the centre
     sequences: int = 1
 
     def to(self, device: torch.device | str) -> Clip:
@@ -112,7 +116,7 @@ class Clip:
         return replace(self, **{name: getattr(self, name).pin_memory() for name in TENSOR_FIELDS})
 
 
-TENSOR_FIELDS = ('images', 'pose_enc', 'depth', 'points', 'scale')
+TENSOR_FIELDS = ('images', 'pose_enc', 'depth', 'points', 'scale', 'matches', 'flow')
 
 
 def batch_clips(clips: Sequence[Clip]) -> Clip:
@@ -123,8 +127,9 @@ def batch_clips(clips: Sequence[Clip]) -> Clip:
     return Clip(**tensors, sequences=len(clips))
 
 
-def make_clip(frames: Frames, indices: Sequence[int]) -> Clip:
-    """The clip of `frames` at `indices`, normalised as VGGT normalises ground truth."""
+def make_clip(frames: Frames, indices: Sequence[int], patch_size: int = PATCH_SIZE) -> Clip:
+    """The clip of `frames` at `indices`, normalised as VGGT normalises ground truth, with each
+    later frame's patch correspondences to the first (first_frame_matches)."""
     poses = frames.poses[list(indices)]
     first_from_camera = np.linalg.inv(poses[0]) @ poses
     depth = frames.depths[list(indices)].double()
@@ -144,13 +149,48 @@ def make_clip(frames: Frames, indices: Sequence[int]) -> Clip:
     camera_from_first[:, :3, 3] /= scale
     intrinsics = K.expand(len(indices), 3, 3)
     pose_enc = extri_intri_to_pose_encoding(camera_from_first[:, :3], intrinsics, (height, width))
+    matches, flow = first_frame_matches(points, depth, K, patch_size)
     return Clip(
         images=frames.images[list(indices)],
         pose_enc=pose_enc.float(),
         depth=(depth / scale).float(),
         points=(points / scale).float(),
         scale=torch.tensor([scale]),
+        matches=matches,
+        flow=flow,
     )
+
+
+def first_frame_matches(
+    points: Tensor, depth: Tensor, K: Tensor, patch_size: int
+) -> tuple[Tensor, Tensor]:
+    """For every patch of frames 1.., the first frame's patch that shows its centre pixel, and
+    where (in patches, from the patch's own centre): [S, P] indices, -1 where the point is outside
+    the first view, occluded there (its depth differs by over MATCH_DEPTH_TOLERANCE) or unknown,
+    and [S, P, 2] offsets, zero where there is no match. The first frame matches nothing.
+
+    points: [S, H, W, 3] in the first camera's frame; depth: [S, H, W] (same units).
+    """
+    height, width = depth.shape[-2:]
+    rows, cols = height // patch_size, width // patch_size
+    v = torch.arange(rows) * patch_size + patch_size // 2
+    u = torch.arange(cols) * patch_size + patch_size // 2
+    centres = points[:, v][:, :, u].reshape(len(points), -1, 3).double()  # [S, P, 3]
+    z = centres[..., 2]
+    u0 = K[0, 0] * centres[..., 0] / z + K[0, 2]
+    v0 = K[1, 1] * centres[..., 1] / z + K[1, 2]
+    seen = torch.isfinite(u0) & torch.isfinite(v0) & (z > 0)
+    column = torch.where(seen, (u0 + 0.5).floor(), torch.full_like(u0, -1)).long()
+    row = torch.where(seen, (v0 + 0.5).floor(), torch.full_like(v0, -1)).long()
+    seen &= (column >= 0) & (column < cols * patch_size) & (row >= 0) & (row < rows * patch_size)
+    first_depth = depth[0][row.clamp(0, height - 1), column.clamp(0, width - 1)]
+    seen &= (first_depth - z).abs() < MATCH_DEPTH_TOLERANCE * z  # NaN depth compares False
+    seen[0] = False
+    matches = (row // patch_size) * cols + column // patch_size
+    own_u, own_v = u.repeat(rows).double(), v.repeat_interleave(cols).double()
+    offsets = torch.stack([u0 - own_u, v0 - own_v], dim=-1) / patch_size
+    flow = torch.where(seen[..., None], offsets, torch.zeros_like(offsets)).float()
+    return torch.where(seen, matches, torch.full_like(matches, -1)), flow
 
 
 def clip_indices(length: int, frames: int, stride: int, rng: np.random.Generator) -> list[int]:

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import Tensor
 
@@ -17,7 +19,17 @@ ITERATION_GAMMA = 0.6  # later refinement iterations count more
 FOV_WEIGHT = 0.5
 # VGGT's weights: the camera term counts five times, so that the dense terms' larger gradients
 # do not drown it under the shared gradient-norm clip.
-WEIGHTS = {'camera': 5.0, 'depth': 1.0, 'depth_grad': 1.0, 'point': 1.0, 'point_grad': 1.0}
+# The correspondence terms (training.correspondence, from-scratch runs that ask for them) count as
+# much as a dense term, as in the two-frame runs that first taught a pose (weights README).
+WEIGHTS = {
+    'camera': 5.0,
+    'depth': 1.0,
+    'depth_grad': 1.0,
+    'point': 1.0,
+    'point_grad': 1.0,
+    'match': 1.0,
+    'flow': 1.0,
+}
 
 
 def _pose_error(estimate: Tensor, target: Tensor) -> Tensor:
@@ -68,8 +80,11 @@ def dense_loss(predicted: Tensor, confidence: Tensor, target: Tensor) -> tuple[T
     return regression, _weighted(gradient, confidence[:, :-1, :-1], both)
 
 
-def clip_loss(out: dict[str, Tensor], clip) -> dict[str, Tensor]:
-    """Every term for one clip, and their weighted sum as 'total'."""
+def clip_loss(
+    out: dict[str, Tensor], clip, extra: Mapping[str, Tensor] | None = None
+) -> dict[str, Tensor]:
+    """Every term for one clip, with any `extra` ones (named in WEIGHTS), and their weighted sum
+    as 'total'."""
     terms = {'camera': camera_loss(out['pose_enc_iterations'], clip.pose_enc)}
     if 'depth' in out:
         terms['depth'], terms['depth_grad'] = dense_loss(
@@ -79,5 +94,6 @@ def clip_loss(out: dict[str, Tensor], clip) -> dict[str, Tensor]:
         terms['point'], terms['point_grad'] = dense_loss(
             out['world_points'], out['world_points_conf'], clip.points
         )
+    terms.update(extra or {})
     terms['total'] = sum(WEIGHTS[name] * value for name, value in terms.items())
     return terms

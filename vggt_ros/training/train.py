@@ -5,7 +5,9 @@ Frame-causal as StreamVGGT: each step is one clip of S frames through the model'
 or fine-tuned from a checkpoint; deterministic for a seed (every step draws its clip from its own
 generator, so a resumed run draws what the uninterrupted one would have); safetensors
 checkpoints, resumable (`--resume`), a CSV log and a loss plot beside them; with `--val`, the
-pose R² and depth AbsRel of bags not trained on at every save (vggt_ros.training.validation).
+pose R² and depth AbsRel of bags not trained on at every save (vggt_ros.training.validation);
+with `--correspondence`, ground-truth matches supervise the aggregator
+(vggt_ros.training.correspondence).
 
     vggt-synth out/scenes/s1 --seed 1 ...; vggt-train out/scenes/* --preset small --out out/train
 """
@@ -27,11 +29,13 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+from torch import nn
 from tqdm import tqdm
 
 from vggt_ros.checkpoints import load_model
 from vggt_ros.model import PRESETS, StreamVGGT
 from vggt_ros.stream_types import HEADS, PRECISIONS, RECONSTRUCTOR_HEADS
+from vggt_ros.training.correspondence import CorrespondenceLoss
 from vggt_ros.training.data import BagTopics, Clip, Frames, batch_clips, draw_clip, read_frames
 from vggt_ros.training.init import VGGT_RESIDUAL_GAIN, initialise_from_scratch
 from vggt_ros.training.losses import WEIGHTS, clip_loss
@@ -39,6 +43,7 @@ from vggt_ros.training.validation import COLUMNS as VALIDATION_COLUMNS
 from vggt_ros.training.validation import validate, validation_clips
 
 WEIGHTS_FILE = 'checkpoint.safetensors'
+READOUT_PREFIX = 'correspondence.'  # the flow readout, kept beside the optimizer state
 STATE_FILE = 'training_state.safetensors'
 PROGRESS_FILE = 'training_state.json'
 LOG_FILE = 'log.csv'
@@ -81,6 +86,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default='all',
         help='weight-decay every parameter, or only weight matrices and convolutions (not gains, '
         'norms, biases, tokens, positions)',
+    )
+    parser.add_argument(
+        '--correspondence',
+        type=lambda text: tuple(int(block) for block in text.split(',')),
+        default=(),
+        metavar='BLOCKS',
+        help='supervise one head of these global blocks (e.g. 0,1) with ground-truth matches to '
+        'the first frame, and a training-only flow readout (default: none)',
     )
     parser.add_argument('--warmup', type=int, default=200, help='steps of linear warm-up')
     parser.add_argument('--seed', type=int, default=0)
@@ -134,7 +147,7 @@ def learning_rate(step: int, args: argparse.Namespace) -> float:
     return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))))
 
 
-def parameter_groups(model: StreamVGGT, decay: str) -> list[dict[str, Any]]:
+def parameter_groups(model: nn.Module, decay: str) -> list[dict[str, Any]]:
     """AdamW groups. With decay 'matrices', gains, norms, biases, special tokens and the position
     embedding are not decayed: pulled towards zero they silence a residual branch or a token."""
     decayed, kept = [], []
@@ -216,10 +229,14 @@ def machine(device: str) -> str:
 
 
 def save(
-    model: StreamVGGT, optimizer: torch.optim.Optimizer, step: int, args: argparse.Namespace
+    model: StreamVGGT,
+    optimizer: torch.optim.Optimizer,
+    step: int,
+    args: argparse.Namespace,
+    correspondence: CorrespondenceLoss | None = None,
 ) -> None:
-    """Weights, optimizer state and progress (with what the export describes), each written
-    whole before it replaces the last."""
+    """Weights, optimizer state (and the training-only readout) and progress (with what the
+    export describes), each written whole before it replaces the last."""
     out = args.out
     state = optimizer.state_dict()
     tensors = {
@@ -227,6 +244,9 @@ def save(
         for index, values in state['state'].items()
         for name, value in values.items()
     }
+    if correspondence is not None:
+        for name, value in correspondence.state_dict().items():
+            tensors[READOUT_PREFIX + name] = value.cpu().contiguous()
     for name, content in (
         (WEIGHTS_FILE, {k: v.cpu().contiguous() for k, v in model.state_dict().items()}),
         (STATE_FILE, tensors),
@@ -243,14 +263,25 @@ def save(
     (out / PROGRESS_FILE).write_text(json.dumps(progress, indent=1))
 
 
-def restore(model: StreamVGGT, optimizer: torch.optim.Optimizer, out: Path) -> int:
+def restore(
+    model: StreamVGGT,
+    optimizer: torch.optim.Optimizer,
+    out: Path,
+    correspondence: CorrespondenceLoss | None = None,
+) -> int:
     """Load the run in `out`; the step to continue from."""
     model.load_state_dict(load_file(out / WEIGHTS_FILE))
     progress = json.loads((out / PROGRESS_FILE).read_text())
     state: dict[int, dict[str, torch.Tensor]] = {}
+    readout = {}
     for key, value in load_file(out / STATE_FILE).items():
+        if key.startswith(READOUT_PREFIX):
+            readout[key.removeprefix(READOUT_PREFIX)] = value
+            continue
         index, name = key.split('.', 1)
         state.setdefault(int(index), {})[name] = value
+    if correspondence is not None:
+        correspondence.load_state_dict(readout)
     optimizer.load_state_dict({'state': state, 'param_groups': progress['param_groups']})
     return int(progress['step'])
 
@@ -272,11 +303,26 @@ def checkpoint(
     step: int,
     validation: list[Clip],
     args: argparse.Namespace,
+    correspondence: CorrespondenceLoss | None = None,
 ) -> None:
     """Save the run at `step`, and score it on the validation clips if there are any."""
-    save(model, optimizer, step, args)
+    save(model, optimizer, step, args, correspondence)
     if validation:
         record_validation(model, validation, step, args.out)
+
+
+def step_losses(
+    model: StreamVGGT,
+    correspondence: CorrespondenceLoss | None,
+    clip: Clip,
+    args: argparse.Namespace,
+) -> dict[str, torch.Tensor]:
+    """The model's forward pass over `clip` and its loss terms."""
+    if correspondence is None:
+        return clip_loss(model(clip.images, args.precision, args.heads, clip.sequences), clip)
+    with correspondence.recording():
+        out = model(clip.images, args.precision, args.heads, clip.sequences)
+    return clip_loss(out, clip, correspondence(clip))
 
 
 def plot_losses(out: Path) -> None:
@@ -310,14 +356,19 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     model = build_model(args)
     if torch.device(args.device).type == 'cuda':
         torch.backends.cuda.matmul.allow_tf32 = True  # the fp32 heads, at the GPU's speed
-    optimizer = torch.optim.AdamW(parameter_groups(model, args.decay), lr=args.lr)
-    start = restore(model, optimizer, args.out) if args.resume else 0
+    correspondence = None
+    trained: nn.Module = model
+    if args.correspondence:
+        correspondence = CorrespondenceLoss(model, args.correspondence).to(args.device)
+        trained = nn.ModuleList([model, correspondence])  # the model's parameters come first
+    optimizer = torch.optim.AdamW(parameter_groups(trained, args.decay), lr=args.lr)
+    start = restore(model, optimizer, args.out, correspondence) if args.resume else 0
     log = (args.out / LOG_FILE).open('a' if args.resume else 'w', newline='')
     writer = csv.DictWriter(log, LOG_COLUMNS)
     if not args.resume:
         writer.writeheader()
     if not args.resume:
-        checkpoint(model, optimizer, 0, validation, args)
+        checkpoint(model, optimizer, 0, validation, args, correspondence)
     saved = start  # the last step checkpointed, so a deadline right after it writes nothing twice
     terms: dict[str, float] = {}
     deadline = time.monotonic() + 60 * args.max_minutes if args.max_minutes else math.inf
@@ -327,16 +378,15 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         for step, batch in bar:
             if time.monotonic() > deadline:
                 if step != saved:
-                    checkpoint(model, optimizer, step, validation, args)
+                    checkpoint(model, optimizer, step, validation, args, correspondence)
                 break
             for group in optimizer.param_groups:
                 group['lr'] = learning_rate(step, args)
             clip = batch.to(args.device)
-            out = model(clip.images, args.precision, args.heads, clip.sequences)
-            losses = clip_loss(out, clip)
+            losses = step_losses(model, correspondence, clip, args)
             optimizer.zero_grad(set_to_none=True)
             losses['total'].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
             optimizer.step()
             terms = {name: float(value.detach()) for name, value in losses.items()}
             ended = time.perf_counter()
@@ -347,7 +397,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             bar.set_postfix(loss=f'{terms["total"]:.3f}')
             if (step + 1) % args.save_every == 0 or step + 1 == args.steps:
                 log.flush()
-                checkpoint(model, optimizer, step + 1, validation, args)
+                checkpoint(model, optimizer, step + 1, validation, args, correspondence)
                 saved = step + 1
                 began = time.perf_counter()
     plot_losses(args.out)
