@@ -99,3 +99,15 @@ def test_a_run_with_correspondence_scores_both_terms_and_resumes_as_the_straight
     assert {'correspondence.flow_readout.weight'} <= set(state)
     weights = load_file(tmp_path / 'straight' / trainer.WEIGHTS_FILE)
     assert set(weights) == set(StreamVGGT('tiny').state_dict())  # nothing training-only shipped
+
+
+def test_correspondence_blocks_outside_the_preset_are_refused_before_any_bag_is_read():
+    blocks = trainer.PRESETS['tiny'].depth
+    with pytest.raises(SystemExit):
+        trainer.parse_args(['missing.bag', '--preset', 'tiny', '--correspondence', f'0,{blocks}'])
+    with pytest.raises(SystemExit):
+        trainer.parse_args(['missing.bag', '--preset', 'tiny', '--correspondence', '-1'])
+    args = trainer.parse_args(
+        ['missing.bag', '--preset', 'tiny', '--correspondence', f'{blocks - 1}']
+    )
+    assert args.correspondence == (blocks - 1,)

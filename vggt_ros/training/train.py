@@ -136,6 +136,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f'--heads needs camera and some of {",".join(HEADS)}, got {args.heads}')
     if args.batch < 1 or args.workers < 0:
         parser.error('--batch must be at least 1 and --workers at least 0')
+    blocks = PRESETS[args.preset].depth
+    if not all(0 <= block < blocks for block in args.correspondence):
+        parser.error(
+            f'--correspondence blocks must be in 0..{blocks - 1} for --preset {args.preset}'
+        )
     return args
 
 
