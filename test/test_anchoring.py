@@ -81,6 +81,24 @@ def test_the_fit_recovers_a_similarity_from_any_overlap(seed, frames, still):
     np.testing.assert_allclose(fitted.translation, truth.translation, atol=1e-8 * truth.scale)
 
 
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), frames=st.integers(2, 8))
+def test_centres_a_few_frames_apart_do_not_turn_a_fit_the_orientations_fix(seed, frames):
+    """Exact orientations; centres 2% of the depth apart, each off by 1% of it (what a model's
+    translation does over a short overlap): the rotation stays within half a degree."""
+    rng = np.random.default_rng(seed)
+    truth, depth = random_similarity(rng), 2.0
+    centres = rng.normal(0, 0.02 * depth, (frames, 3))
+    rotations = Rotation.random(frames, random_state=rng).as_matrix()
+    session = np.stack([rigid(r, c) for r, c in zip(rotations, centres, strict=True)])
+    world = np.stack([truth.pose(p) for p in session])
+    world[:, :3, 3] += truth.scale * rng.normal(0, 0.01 * depth, (frames, 3))
+    depths = [np.full((6, 8), depth) for _ in range(frames)]
+    fitted = fit_similarity(session, world, depths, [truth.scale * d for d in depths])
+    error = Rotation.from_matrix(fitted.rotation.T @ truth.rotation).magnitude()
+    assert np.degrees(error) < 0.5
+
+
 def test_a_similarity_moves_poses_and_scales_depth_and_points():
     rng = np.random.default_rng(1)
     similarity = random_similarity(rng)

@@ -21,10 +21,6 @@ from scipy.spatial.transform import Rotation
 
 from vggt_ros.stream_types import FrameResult
 
-# The overlap's camera centres fix the rotation only when they spread; below this fraction of the
-# scene depth they are noise next to the orientations.
-_MIN_SPREAD = 1e-3
-
 
 @dataclass(frozen=True)
 class Similarity:
@@ -89,8 +85,10 @@ def fit_similarity(
 
     Scale: the median per-pixel ratio of the two depth maps of the same frames, which share the
     poses' scale and are far better conditioned than camera centres a few frames apart. Rotation:
-    one weighted fit (Kabsch, as in Umeyama) of the cameras' axes and, where they spread, of their
-    centres about the centroid. Translation: the centroids then coincide.
+    one fit (Kabsch, as in Umeyama) of the cameras' unit axes and of their centres about the
+    centroid in units of the scene depth: a centre's error grows with the depth, so the direction
+    between centres a small fraction of it apart is mostly noise and weighs as little.
+    Translation: the centroids then coincide.
     """
     scale = _depth_ratio(session_depths, world_depths)
     session_centres, world_centres = session_poses[:, :3, 3], world_poses[:, :3, 3]
@@ -99,11 +97,9 @@ def fit_similarity(
     # Row j of a pose's rotation transposed is the camera's j-th axis in that world.
     axes_session = session_poses[:, :3, :3].transpose(0, 2, 1).reshape(-1, 3)
     axes_world = world_poses[:, :3, :3].transpose(0, 2, 1).reshape(-1, 3)
-    spread = np.sqrt((world_offsets**2).sum(1).mean())
     depth = float(np.median(np.concatenate([d[np.isfinite(d) & (d > 0)] for d in world_depths])))
-    if spread > _MIN_SPREAD * depth:
-        axes_session = np.concatenate([axes_session, scale * session_offsets / spread])
-        axes_world = np.concatenate([axes_world, world_offsets / spread])
+    axes_session = np.concatenate([axes_session, scale * session_offsets / depth])
+    axes_world = np.concatenate([axes_world, world_offsets / depth])
     rotation = Rotation.align_vectors(axes_world, axes_session)[0].as_matrix()
     translation = world_centres.mean(0) - scale * rotation @ session_centres.mean(0)
     return Similarity(scale, rotation, translation)
