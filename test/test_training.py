@@ -155,7 +155,7 @@ def test_an_exported_run_loads_as_its_own_weights_rounded_to_fp16(bag, tmp_path)
     from vggt_ros.weights import describe
 
     run(bag, tmp_path / 'run', 3, '--heads', 'camera,depth,point')
-    shipped = export(tmp_path / 'run', tmp_path / 'tiny.safetensors', 'a test')
+    shipped = export([tmp_path / 'run'], tmp_path / 'tiny.safetensors', 'a test')
     assert {tensor.dtype for tensor in load_file(shipped).values()} == {torch.float16}
     assert 'for 3 steps' in describe(shipped) and f'image_width {WIDTH}' in describe(shipped)
     assert describe(shipped).startswith('tiny preset') and 'CPU cores' in describe(shipped)
@@ -164,6 +164,20 @@ def test_an_exported_run_loads_as_its_own_weights_rounded_to_fp16(bag, tmp_path)
     loaded = load_model(shipped, 'tiny').state_dict()
     assert all(loaded[name].dtype == torch.float32 for name in trained)
     assert all(torch.equal(loaded[name], trained[name].half().float()) for name in trained)
+
+
+def test_a_run_fine_tuned_from_another_exports_its_weights_with_the_steps_of_both(bag, tmp_path):
+    from vggt_ros.training.export import export
+    from vggt_ros.weights import describe
+
+    run(bag, tmp_path / 'first', 3)
+    first = tmp_path / 'first' / trainer.WEIGHTS_FILE
+    run(bag, tmp_path / 'then', 2, '--checkpoint', str(first))
+    shipped = export([tmp_path / 'first', tmp_path / 'then'], tmp_path / 'both.safetensors', 'x')
+    assert 'for 5 steps' in describe(shipped)
+    then = load_file(tmp_path / 'then' / trainer.WEIGHTS_FILE)
+    assert all(torch.equal(load_file(shipped)[name], then[name].half()) for name in then)
+    assert not all(torch.equal(then[name], load_file(first)[name]) for name in then)
 
 
 def test_heads_must_include_the_camera():

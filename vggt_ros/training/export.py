@@ -1,6 +1,10 @@
 """Ship a vggt-train run: its weights in fp16, saying in the file's metadata what they are.
 
-    python -m vggt_ros.training.export out/train/run out/train/small.safetensors
+    python -m vggt_ros.training.export [EARLIER_RUN ...] out/train/run out/train/small.safetensors
+
+A run fine-tuned from an earlier one's weights (vggt-train --checkpoint) is exported with the
+runs before it, in the order they trained: the weights are the last run's, and the steps and
+minutes those of all of them.
 
 fp16 halves the file (the small preset: 26 MB, under the repository's 30 MB) and costs nothing
 that matters: the weights are loaded back as fp32, and the largest relative rounding error is
@@ -13,6 +17,7 @@ import argparse
 import csv
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -21,16 +26,19 @@ from safetensors.torch import load_file, save_file
 from vggt_ros.training.train import LOG_FILE, PROGRESS_FILE, WEIGHTS_FILE
 
 
-def training_facts(run: Path) -> dict[str, str]:
-    """Steps, training minutes, machine, preset and image width of a run, from its progress
-    file and log (where an interrupted run logged steps that its resumption ran again, the later
-    rows count); a run saved before these were recorded was the small preset at 112 on a CPU."""
-    progress = json.loads((run / PROGRESS_FILE).read_text())
-    with (run / LOG_FILE).open() as file:
-        per_step = {row['step']: float(row['seconds']) for row in csv.DictReader(file)}
-    seconds = sum(per_step.values())
+def training_facts(runs: Sequence[Path]) -> dict[str, str]:
+    """Steps and training minutes of runs that trained one after the other, and the machine,
+    preset and image width of the last, from their progress files and logs (where an interrupted
+    run logged steps that its resumption ran again, the later rows count); a run saved before
+    these were recorded was the small preset at 112 on a CPU."""
+    steps, seconds = 0, 0.0
+    for run in runs:
+        progress = json.loads((run / PROGRESS_FILE).read_text())
+        with (run / LOG_FILE).open() as file:
+            per_step = {row['step']: float(row['seconds']) for row in csv.DictReader(file)}
+        steps, seconds = steps + progress['step'], seconds + sum(per_step.values())
     return {
-        'steps': str(progress['step']),
+        'steps': str(steps),
         'training_minutes': f'{seconds / 60:.0f}',
         'machine': progress.get('machine', f'{os.cpu_count()} CPU cores'),
         'preset': progress.get('preset', 'small'),
@@ -38,11 +46,12 @@ def training_facts(run: Path) -> dict[str, str]:
     }
 
 
-def export(run: Path, out: Path, recipe: str) -> Path:
-    """Write `run`'s weights to `out` in fp16 with their description; `out`."""
-    weights = load_file(run / WEIGHTS_FILE)
+def export(runs: Sequence[Path], out: Path, recipe: str) -> Path:
+    """Write the last of `runs`' weights to `out` in fp16 with a description of all of them;
+    `out`."""
+    weights = load_file(runs[-1] / WEIGHTS_FILE)
     count = sum(tensor.numel() for tensor in weights.values())
-    facts = training_facts(run)
+    facts = training_facts(runs)
     description = (
         f'{facts["preset"]} preset, {count / 1e6:.1f} M parameters, trained from scratch by '
         f'vggt-train for {facts["steps"]} steps ({facts["training_minutes"]} min on '
@@ -58,11 +67,13 @@ def export(run: Path, out: Path, recipe: str) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('run', type=Path, help='a vggt-train --out folder')
+    parser.add_argument(
+        'runs', nargs='+', type=Path, help='vggt-train --out folders, in the order they trained'
+    )
     parser.add_argument('out', type=Path, help='the .safetensors file to write')
     parser.add_argument('--recipe', default='make train', help='how the run was made')
     args = parser.parse_args(argv)
-    path = export(args.run, args.out, args.recipe)
+    path = export(args.runs, args.out, args.recipe)
     print(f'{path}: {path.stat().st_size / 1e6:.1f} MB')
 
 
