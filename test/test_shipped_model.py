@@ -51,9 +51,10 @@ def test_on_a_held_out_world_depth_is_read_from_the_image(rows):
         assert row['depth_abs_rel'] < row['baseline_random_weights_depth_abs_rel'], row['scene']
     mean = sum(row['depth_abs_rel'] for row in rows) / len(rows)
     constant = sum(row['baseline_constant_depth_abs_rel'] for row in rows) / len(rows)
-    assert mean <= 0.8 * constant
+    assert mean <= 0.3 * constant  # measured 0.082 against 0.324 (the previous model: 0.123)
 
 
 def test_on_a_held_out_world_the_camera_moves_as_the_truth_does(rows):
-    for row in rows:  # after Sim(3), a camera that stays put scores the spread of the truth
-        assert row['ate_rmse'] < row['baseline_static_camera_ate'], row['scene']
+    for row in rows:  # after Sim(3), a camera that stays put scores the spread of the truth;
+        # measured 0.10-0.40 of it over these 24 frames
+        assert row['ate_rmse'] < 0.6 * row['baseline_static_camera_ate'], row['scene']
