@@ -219,6 +219,31 @@ def test_the_camera_loss_scores_every_refinement_iteration_the_last_most():
     assert 'pose_enc_iterations' not in model.forward_causal(torch.rand(3, 3, 28, 42))
 
 
+def test_the_depth_scale_term_scores_a_frame_off_by_a_factor_against_its_own_clip_only():
+    from vggt_ros.training.losses import depth_scale_loss
+
+    target = torch.rand(6, 5, 7) + 0.5
+    target[0, :2] = float('nan')  # unknown pixels and a frame with none count for nothing
+    target[4] = float('nan')
+    assert depth_scale_loss(target * 3.0, target, 2) == pytest.approx(0.0, abs=1e-6)
+    frame_off = target * 3.0
+    frame_off[1] *= 2.0  # clip 0: frames 0-2; frame 1 twice as far as its clip says
+    expected = 2 * 2 / 3 * np.log(2.0) / 5  # |log 2 - mean| over clip 0's three frames, of five
+    assert depth_scale_loss(frame_off, target, 2) == pytest.approx(expected, rel=1e-4)
+    other_clip = target.clone()
+    other_clip[3:] *= 2.0  # the second clip as a whole: its own scale, not an error
+    assert depth_scale_loss(other_clip, target, 2) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_a_run_with_the_depth_scale_term_logs_and_validates_it(bag, tmp_path):
+    run(bag, tmp_path, 2, '--depth-scale', '--val', str(bag))
+    assert all(float(row['depth_scale']) >= 0 for row in rows(tmp_path))
+    with (tmp_path / trainer.VALIDATION_FILE).open() as file:
+        assert all(float(row['depth_scale_error']) >= 0 for row in csv.DictReader(file))
+    with pytest.raises(SystemExit):
+        trainer.parse_args(['bag', '--depth-scale', '--heads', 'camera,point'])
+
+
 def test_a_run_from_scratch_starts_with_patch_positions_as_strong_as_their_content(bag, tmp_path):
     model = trainer.build_model(trainer.parse_args([str(bag), '--preset', 'tiny']))
     dino = model.aggregator.patch_embed

@@ -4,7 +4,9 @@
   every refinement iteration of the camera head, the later ones weighted more;
 - depth and points: regression weighted by the predicted confidence c (at least 1), with the
   -alpha log c term that keeps c from growing without bound, plus the same weighted regression on
-  the spatial gradients of the error, which makes surfaces sharp and flat where they are.
+  the spatial gradients of the error, which makes surfaces sharp and flat where they are;
+- depth scale (optional, `vggt-train --depth-scale`): each frame's mean log depth error about
+  its clip's mean, the one part of the depth error that chaining sessions compounds.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ WEIGHTS = {
     'point_grad': 1.0,
     'match': 1.0,
     'flow': 1.0,
+    'depth_scale': 1.0,
 }
 
 
@@ -78,6 +81,24 @@ def dense_loss(predicted: Tensor, confidence: Tensor, target: Tensor) -> tuple[T
     regression = _weighted(difference.norm(dim=-1), confidence, valid)
     gradient, both = _gradient_error(difference, valid)
     return regression, _weighted(gradient, confidence[:, :-1, :-1], both)
+
+
+def depth_scale_loss(predicted: Tensor, target: Tensor, sequences: int) -> Tensor:
+    """L1 of each frame's mean log depth error about its clip's mean, for `sequences` clips of
+    [S, H, W] depth one after the other (target NaN where unknown).
+
+    A frame whose depth is right up to one factor scores nothing in the dense terms' shape, but
+    every later session re-anchored on it inherits that factor: the model learns to tell how
+    much nearer or farther one view is than the others."""
+    valid = torch.isfinite(target) & (target > 0)
+    log_error = torch.where(
+        valid, predicted.clamp_min(1e-6).log() - torch.nan_to_num(target, 1.0).log(), 0
+    )
+    pixels = valid.flatten(1).sum(1)
+    frame_error = (log_error.flatten(1).sum(1) / pixels.clamp_min(1)).view(sequences, -1)
+    seen = (pixels > 0).view(sequences, -1).to(frame_error.dtype)
+    clip_mean = (frame_error * seen).sum(1, keepdim=True) / seen.sum(1, keepdim=True).clamp_min(1)
+    return ((frame_error - clip_mean).abs() * seen).sum() / seen.sum().clamp_min(1)
 
 
 def clip_loss(

@@ -21,6 +21,7 @@ import math
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import nullcontext
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -38,7 +39,7 @@ from vggt_ros.stream_types import HEADS, PRECISIONS, RECONSTRUCTOR_HEADS
 from vggt_ros.training.correspondence import CorrespondenceLoss
 from vggt_ros.training.data import BagTopics, Clip, Frames, batch_clips, draw_clip, read_frames
 from vggt_ros.training.init import VGGT_RESIDUAL_GAIN, initialise_from_scratch
-from vggt_ros.training.losses import WEIGHTS, clip_loss
+from vggt_ros.training.losses import WEIGHTS, clip_loss, depth_scale_loss
 from vggt_ros.training.validation import COLUMNS as VALIDATION_COLUMNS
 from vggt_ros.training.validation import validate, validation_clips
 
@@ -95,6 +96,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help='supervise one head of these global blocks (e.g. 0,1) with ground-truth matches to '
         'the first frame, and a training-only flow readout (default: none)',
     )
+    parser.add_argument(
+        '--depth-scale',
+        action='store_true',
+        help="also penalise each frame's depth scale against its clip's (needs the depth head)",
+    )
     parser.add_argument('--warmup', type=int, default=200, help='steps of linear warm-up')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument(
@@ -134,6 +140,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not args.heads or not set(args.heads) <= set(HEADS) or 'camera' not in args.heads:
         parser.error(f'--heads needs camera and some of {",".join(HEADS)}, got {args.heads}')
+    if args.depth_scale and 'depth' not in args.heads:
+        parser.error('--depth-scale needs the depth head in --heads')
     if args.batch < 1 or args.workers < 0:
         parser.error('--batch must be at least 1 and --workers at least 0')
     blocks = PRESETS[args.preset].depth
@@ -323,11 +331,12 @@ def step_losses(
     args: argparse.Namespace,
 ) -> dict[str, torch.Tensor]:
     """The model's forward pass over `clip` and its loss terms."""
-    if correspondence is None:
-        return clip_loss(model(clip.images, args.precision, args.heads, clip.sequences), clip)
-    with correspondence.recording():
+    with correspondence.recording() if correspondence else nullcontext():
         out = model(clip.images, args.precision, args.heads, clip.sequences)
-    return clip_loss(out, clip, correspondence(clip))
+    extra = correspondence(clip) if correspondence else {}
+    if args.depth_scale:
+        extra['depth_scale'] = depth_scale_loss(out['depth'], clip.depth, clip.sequences)
+    return clip_loss(out, clip, extra)
 
 
 def plot_losses(out: Path) -> None:

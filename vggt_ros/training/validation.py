@@ -15,10 +15,11 @@ from torch import Tensor
 from vggt_ros.evaluation.metrics import DepthAccumulator
 from vggt_ros.model import StreamVGGT
 from vggt_ros.training.data import Clip, Frames, draw_clip
+from vggt_ros.training.losses import depth_scale_loss
 
 CLIPS_PER_BAG = 4
 SEED = 123  # the same clips for every run, and for every step of one
-COLUMNS = ('step', 'depth_abs_rel', 'pose_r2_translation', 'pose_r2_rotation')
+COLUMNS = ('step', 'depth_abs_rel', 'depth_scale_error', 'pose_r2_translation', 'pose_r2_rotation')
 TRANSLATION, ROTATION = slice(0, 3), slice(3, 6)  # of the pose encoding; rotation: quaternion xyz
 
 
@@ -39,12 +40,13 @@ def r_squared(predicted: Tensor, truth: Tensor) -> float:
 
 @torch.no_grad()
 def validate(model: StreamVGGT, clips: list[Clip]) -> dict[str, float]:
-    """Pose R² of every frame after each clip's first (the first is the origin by construction)
+    """Pose R² of every frame after each clip's first (the first is the origin by construction),
     and the mean over clips of depth AbsRel after one median scale per clip, as vggt-eval scales
-    a sequence. The model is back in the mode it was in."""
+    a sequence, and of the frames' depth scale error (losses.depth_scale_loss). The model is
+    back in the mode it was in."""
     was_training = model.training
     model.eval()
-    predicted, truth, abs_rel = [], [], []
+    predicted, truth, abs_rel, scale_error = [], [], [], []
     for clip in clips:
         out = model.forward_causal(clip.images, 'fp32', ('camera', 'depth'))
         predicted.append(out['pose_enc'][1:].float().cpu())
@@ -54,10 +56,12 @@ def validate(model: StreamVGGT, clips: list[Clip]) -> dict[str, float]:
         for estimate, target in zip(estimates, clip.depth.numpy(), strict=True):
             depth.add(estimate, target)
         abs_rel.append(depth.result()['depth_abs_rel'])
+        scale_error.append(float(depth_scale_loss(out['depth'].float().cpu(), clip.depth, 1)))
     model.train(was_training)
     predicted, truth = torch.cat(predicted), torch.cat(truth)
     return {
         'depth_abs_rel': float(np.mean(abs_rel)),
+        'depth_scale_error': float(np.mean(scale_error)),
         'pose_r2_translation': r_squared(predicted[:, TRANSLATION], truth[:, TRANSLATION]),
         'pose_r2_rotation': r_squared(predicted[:, ROTATION], truth[:, ROTATION]),
     }
