@@ -53,6 +53,24 @@ def test_a_full_reservoir_estimates_the_whole_sequence():
     assert result['depth_delta_1.25'] == pytest.approx(delta, abs=0.02)
 
 
+def test_frames_scaled_alone_show_what_one_view_gets_right_and_how_far_their_scales_spread():
+    predicted, truth = frames(5, seed=2)
+    factors = np.exp([0.0, 0.1, -0.2, 0.3, 0.0])
+    accumulator = DepthAccumulator(capacity=10_000)
+    for t, factor in zip(truth, factors, strict=True):
+        accumulator.add(t * factor, t)  # each frame right up to its own scale
+    result = accumulator.result()
+    assert result['depth_abs_rel_per_frame'] == pytest.approx(0.0, abs=1e-6)
+    assert result['depth_scale_log_std'] == pytest.approx(np.log(factors).std(), rel=1e-4)
+    assert result['depth_abs_rel'] > 0.05  # one scale for the sequence cannot fit them all
+    consistent = DepthAccumulator(capacity=10_000)
+    for p, t in zip(predicted, truth, strict=True):
+        consistent.add(p, t)
+    pairs = zip(predicted, truth, strict=True)
+    per_frame = np.mean([reference_metrics([p], [t])[0] for p, t in pairs])
+    assert consistent.result()['depth_abs_rel_per_frame'] == pytest.approx(per_frame, rel=1e-6)
+
+
 def test_no_valid_pixel_is_an_error():
     accumulator = DepthAccumulator(capacity=10)
     accumulator.add(np.ones((2, 2), np.float32), np.full((2, 2), np.nan, np.float32))

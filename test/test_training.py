@@ -236,12 +236,12 @@ def test_the_depth_scale_term_scores_a_frame_off_by_a_factor_against_its_own_cli
 
 
 def test_a_run_with_the_depth_scale_term_logs_and_validates_it(bag, tmp_path):
-    run(bag, tmp_path, 2, '--depth-scale', '--val', str(bag))
+    run(bag, tmp_path, 2, '--depth-scale', '10', '--val', str(bag))
     assert all(float(row['depth_scale']) >= 0 for row in rows(tmp_path))
     with (tmp_path / trainer.VALIDATION_FILE).open() as file:
         assert all(float(row['depth_scale_error']) >= 0 for row in csv.DictReader(file))
     with pytest.raises(SystemExit):
-        trainer.parse_args(['bag', '--depth-scale', '--heads', 'camera,point'])
+        trainer.parse_args(['bag', '--depth-scale', '1', '--heads', 'camera,point'])
 
 
 def test_a_run_from_scratch_starts_with_patch_positions_as_strong_as_their_content(bag, tmp_path):

@@ -68,6 +68,9 @@ class DepthAccumulator:
     go into a uniform reservoir of `capacity` pairs (Vitter's algorithm R, vectorised per frame,
     seeded): exact while the sequence has fewer valid pixels than that, an unbiased sample of
     them after. Pixels count where the truth is finite and positive and the prediction positive.
+
+    Beside it, each frame scaled alone (running sums): its AbsRel, what a single view gets right,
+    and the spread of the frames' log scales, what the sequence loses by not keeping one scale.
     """
 
     def __init__(self, capacity: int = RESERVOIR_PIXELS, seed: int = 0) -> None:
@@ -78,6 +81,9 @@ class DepthAccumulator:
         self._filled = 0
         self.seen = 0
         self._rng = np.random.default_rng(seed)
+        self._frames = 0
+        self._frame_abs_rel = 0.0
+        self._log_scale = np.zeros(2)  # sum, sum of squares
 
     def add(self, predicted: np.ndarray, truth: np.ndarray) -> None:
         """One frame's predicted and true depth, of one shape."""
@@ -93,12 +99,22 @@ class DepthAccumulator:
             slots = self._rng.integers(0, self.capacity, int(keep.sum()))
             self._pairs[slots] = rest[keep]
         self.seen += len(pairs)
+        if len(pairs):
+            self._add_frame(*pairs.astype(np.float64).T)
+
+    def _add_frame(self, pred: np.ndarray, gt: np.ndarray) -> None:
+        log_scale = np.log(np.median(gt) / np.median(pred))
+        self._frame_abs_rel += float(np.mean(np.abs(pred * np.exp(log_scale) - gt) / gt))
+        self._log_scale += [log_scale, log_scale**2]
+        self._frames += 1
 
     def result(self) -> dict:
         if not self.seen:
             raise ValueError('no pixel has both a valid predicted and ground-truth depth')
         pred, gt = self._pairs[: self._filled].astype(np.float64).T
         scale = np.median(gt) / np.median(pred)
+        mean, mean_square = self._log_scale / self._frames
+        variance = mean_square - mean**2
         pred = pred * scale
         ratio = np.maximum(pred / gt, gt / pred)
         return {
@@ -106,6 +122,8 @@ class DepthAccumulator:
             'depth_delta_1.25': float(np.mean(ratio < DELTA_THRESHOLD)),
             'depth_median_scale': float(scale),
             'depth_pixels': int(self.seen),
+            'depth_abs_rel_per_frame': self._frame_abs_rel / self._frames,
+            'depth_scale_log_std': float(np.sqrt(max(variance, 0.0))),
         }
 
 

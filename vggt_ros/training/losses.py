@@ -23,6 +23,7 @@ FOV_WEIGHT = 0.5
 # do not drown it under the shared gradient-norm clip.
 # The correspondence terms (training.correspondence, from-scratch runs that ask for them) count as
 # much as a dense term, as in the two-frame runs that first taught a pose (weights README).
+# The depth scale term's weight is the one `vggt-train --depth-scale` gives.
 WEIGHTS = {
     'camera': 5.0,
     'depth': 1.0,
@@ -102,10 +103,13 @@ def depth_scale_loss(predicted: Tensor, target: Tensor, sequences: int) -> Tenso
 
 
 def clip_loss(
-    out: dict[str, Tensor], clip, extra: Mapping[str, Tensor] | None = None
+    out: dict[str, Tensor],
+    clip,
+    extra: Mapping[str, Tensor] | None = None,
+    weights: Mapping[str, float] = WEIGHTS,
 ) -> dict[str, Tensor]:
-    """Every term for one clip, with any `extra` ones (named in WEIGHTS), and their weighted sum
-    as 'total'."""
+    """Every term for one clip, with any `extra` ones (named in `weights`), and their weighted
+    sum as 'total'."""
     terms = {'camera': camera_loss(out['pose_enc_iterations'], clip.pose_enc)}
     if 'depth' in out:
         terms['depth'], terms['depth_grad'] = dense_loss(
@@ -116,5 +120,5 @@ def clip_loss(
             out['world_points'], out['world_points_conf'], clip.points
         )
     terms.update(extra or {})
-    terms['total'] = sum(WEIGHTS[name] * value for name, value in terms.items())
+    terms['total'] = sum(weights[name] * value for name, value in terms.items())
     return terms

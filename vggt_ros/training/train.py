@@ -98,8 +98,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         '--depth-scale',
-        action='store_true',
-        help="also penalise each frame's depth scale against its clip's (needs the depth head)",
+        type=float,
+        default=0.0,
+        metavar='WEIGHT',
+        help="weight of a term on each frame's depth scale against its clip's (needs the depth "
+        'head; default 0: none)',
     )
     parser.add_argument('--warmup', type=int, default=200, help='steps of linear warm-up')
     parser.add_argument('--seed', type=int, default=0)
@@ -336,7 +339,7 @@ def step_losses(
     extra = correspondence(clip) if correspondence else {}
     if args.depth_scale:
         extra['depth_scale'] = depth_scale_loss(out['depth'], clip.depth, clip.sequences)
-    return clip_loss(out, clip, extra)
+    return clip_loss(out, clip, extra, {**WEIGHTS, 'depth_scale': args.depth_scale})
 
 
 def plot_losses(out: Path) -> None:
