@@ -88,9 +88,9 @@ def depth_scale_loss(predicted: Tensor, target: Tensor, sequences: int) -> Tenso
     """L1 of each frame's mean log depth error about its clip's mean, for `sequences` clips of
     [S, H, W] depth one after the other (target NaN where unknown).
 
-    A frame whose depth is right up to one factor scores nothing in the dense terms' shape, but
-    every later session re-anchored on it inherits that factor: the model learns to tell how
-    much nearer or farther one view is than the others."""
+    In the dense terms a view's scale is one small part of every pixel's error, beside its
+    shape; here it is the whole: how much nearer or farther the frame is than the rest of its
+    clip, the factor every later session re-anchored on that frame inherits."""
     valid = torch.isfinite(target) & (target > 0)
     log_error = torch.where(
         valid, predicted.clamp_min(1e-6).log() - torch.nan_to_num(target, 1.0).log(), 0
