@@ -9,7 +9,7 @@ probe's target in [-1, 1], and frame 0's to 0. Validation pairs come from held-o
     square-pair   the square in both, moved by s: a marker's displacement
     roll          frame 1 is frame 0 rolled by s pixels: the displacement of the content itself
 
-Results and what they show: vggt_ros/weights/README.md.
+Results and what they show: docs/training-experiments.md.
 
     python tools/pose_probe.py roll out/train/scenes/* --val out/train/val/* --steps 300
 """

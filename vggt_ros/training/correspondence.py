@@ -1,5 +1,5 @@
 """Correspondence supervision: teach a from-scratch aggregator where the first frame's content
-went, the step the pose loss alone does not teach (vggt_ros/weights/README.md).
+went, the step the pose loss alone does not teach (docs/training-experiments.md).
 
 Two training-only terms, from the ground-truth matches of data.first_frame_matches:
 

@@ -10,7 +10,7 @@ as a 2-D sine-cosine code of the patch grid (MAE's), at the patch embedding's ow
 
 The aggregator's and camera trunk's LayerScale gains start at VGGT's 0.01 unless a run asks for
 another start (`vggt-train --residual-gain`): from 0.01 a short CPU run's gains fell to 0.008, so
-its frame and global blocks added under 1% to their input (vggt_ros/weights/README.md).
+its frame and global blocks added under 1% to their input (docs/training-experiments.md).
 """
 
 from __future__ import annotations
