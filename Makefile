@@ -37,27 +37,35 @@ bench: setup
 # of each 120-frame path at 224x168, validated at every save on 4 held-out worlds (not those make
 # heldout scores): validation.csv. From scratch with LayerScale gains at 1.0, the camera and depth
 # losses, and ground-truth first-frame matches supervising global blocks 0 and 1 (--correspondence).
-# Two stages on this machine's cores: pairs of frames up to 8 apart for TRAIN_PAIR_MINUTES (where
-# matching is learned), then 8-frame clips, as deployed, from those weights for TRAIN_MINUTES.
+# Three stages on this machine's cores, 90 minutes at most: pairs of frames up to 8 apart for
+# TRAIN_PAIR_MINUTES (where matching is learned); 8-frame clips, as deployed, from those weights
+# for TRAIN_MINUTES; then the same clips at a tenth of the learning rate with a term on each
+# frame's depth scale (--depth-scale) for TRAIN_FINE_MINUTES.
 TRAIN := out/train
 TRAIN_PAIR_MINUTES ?= 17
-TRAIN_MINUTES ?= 65
+TRAIN_MINUTES ?= 46
+TRAIN_FINE_MINUTES ?= 27
 TRAIN_RECIPE := --preset small --image-width 112 --heads camera,depth --residual-gain 1.0 \
 	--decay matrices --correspondence 0,1
 VGGT_TRAIN = $(PYTHON) -m vggt_ros.training.train $(TRAIN)/scenes/* --val $(TRAIN)/val/* \
-	$(TRAIN_RECIPE) --warmup 50
+	$(TRAIN_RECIPE)
 train-data: setup
 	$(PYTHON) -m vggt_ros.training.scenes $(TRAIN)/scenes --seeds 1 300 --frames 40
 	$(PYTHON) -m vggt_ros.training.scenes $(TRAIN)/val --seeds 1000010 1000013 --frames 40 \
 		--split held-out
 
 train: train-data
-	$(VGGT_TRAIN) --clip 2 --batch 8 --max-stride 8 --out $(TRAIN)/pairs --steps 1400 \
-		--max-minutes $(TRAIN_PAIR_MINUTES) $(TRAIN_ARGS)
-	$(VGGT_TRAIN) --clip 8 --batch 2 --max-stride 4 --out $(TRAIN)/run --steps 5000 \
-		--max-minutes $(TRAIN_MINUTES) --checkpoint $(TRAIN)/pairs/checkpoint.safetensors $(TRAIN_ARGS)
-	$(PYTHON) -m vggt_ros.training.export $(TRAIN)/pairs $(TRAIN)/run $(TRAIN)/small.safetensors
-	@echo "to ship: cp $(TRAIN)/small.safetensors $(TRAIN)/run/loss.png vggt_ros/weights/"
+	$(VGGT_TRAIN) --warmup 50 --clip 2 --batch 8 --max-stride 8 --out $(TRAIN)/pairs \
+		--steps 1400 --max-minutes $(TRAIN_PAIR_MINUTES) $(TRAIN_ARGS)
+	$(VGGT_TRAIN) --warmup 50 --clip 8 --batch 2 --max-stride 4 --out $(TRAIN)/clips \
+		--steps 3400 --max-minutes $(TRAIN_MINUTES) --save-every 500 \
+		--checkpoint $(TRAIN)/pairs/checkpoint.safetensors $(TRAIN_ARGS)
+	$(VGGT_TRAIN) --warmup 20 --lr 1e-4 --depth-scale 10 --clip 8 --batch 2 --max-stride 4 \
+		--out $(TRAIN)/fine --steps 2000 --max-minutes $(TRAIN_FINE_MINUTES) --save-every 500 \
+		--checkpoint $(TRAIN)/clips/checkpoint.safetensors $(TRAIN_ARGS)
+	$(PYTHON) -m vggt_ros.training.export $(TRAIN)/pairs $(TRAIN)/clips $(TRAIN)/fine \
+		$(TRAIN)/small.safetensors
+	@echo "to ship: cp $(TRAIN)/small.safetensors $(TRAIN)/clips/loss.png vggt_ros/weights/"
 
 # The same data and model on a GPU for TRAIN_GPU_SECONDS, in one stage of 8-frame clips: batches
 # drawn by the CPU cores, the schedule sized to the time (tools/train_on_gpu.sh). Not yet run
