@@ -5,7 +5,6 @@ case that the turns' pose half asks for less than a pixel."""
 import importlib.util
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from vggt_ros.synthetic import make_sequence, write_bag
@@ -24,27 +23,29 @@ def feasibility():
 
 
 @pytest.fixture(scope='module')
-def rows(feasibility, tmp_path_factory):
-    """Each path's row, as numbers, and its bag; 120 frames as the held-out scenes have."""
+def figures(feasibility, tmp_path_factory):
+    """Each path's figures and bag; 120 frames as the held-out scenes have."""
     folder = tmp_path_factory.mktemp('paths')
     result = {}
     for kind in ('walk', 'rotate'):
         bag = write_bag(make_sequence(kind, 120, 224, 168), folder / kind)
-        cells = feasibility.scene_row(bag, WIDTH).strip(' |').split('|')
-        assert cells[0].strip() == kind
-        result[kind] = (np.array([float(cell) for cell in cells[1:]]), bag)
+        result[kind] = (feasibility.scene_figures(bag, WIDTH), bag)
     return result
 
 
-def test_the_goal_is_a_tenth_of_the_static_camera_and_in_pixels_at_the_median_depth(rows):
-    for values, bag in rows.values():
-        static, goal, _, _, depth, _, goal_pixels = values
-        assert goal == pytest.approx(0.1 * static, abs=1e-3)
+def test_the_goal_is_a_tenth_of_the_static_camera_and_in_pixels_at_the_median_depth(figures):
+    for scene, bag in figures.values():
+        assert scene['goal'] == pytest.approx(0.1 * scene['static'])
         focal = read_frames(bag, WIDTH, BagTopics()).K[0, 0]
-        assert goal_pixels == pytest.approx(focal * goal / depth, abs=0.1)
+        assert scene['goal_parallax'] == pytest.approx(focal * scene['goal'] / scene['depth'])
 
 
-def test_a_turn_in_place_shows_a_fraction_of_a_walks_parallax(rows):
-    walk, turn = rows['walk'][0], rows['rotate'][0]
-    assert turn[5] < walk[5] / 3  # the session's parallax
-    assert turn[6] < 1.0 < walk[6]  # the goal: under a pixel on the turn, not on the walk
+def test_a_turn_in_place_shows_a_fraction_of_a_walks_parallax(figures):
+    walk, turn = figures['walk'][0], figures['rotate'][0]
+    assert turn['parallax'] < walk['parallax'] / 3  # over one session
+    assert turn['goal_parallax'] < 1.0 < walk['goal_parallax']  # under a pixel on the turn only
+
+
+def test_the_markdown_row_has_a_cell_for_every_column(feasibility, figures):
+    row = feasibility.markdown_row('walk', figures['walk'][0])
+    assert row.startswith('| walk | ') and row.count('|') == 9

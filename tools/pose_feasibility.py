@@ -22,19 +22,32 @@ GOAL = 0.1  # the issue's pose goal, as a fraction of the static camera's ATE
 SESSION = 8  # frames between re-anchorings in config/small.yaml
 
 
-def scene_row(bag: Path, width: int) -> str:
+def scene_figures(bag: Path, width: int) -> dict[str, float]:
+    """The table's figures for one scene, in metres and pixels at `width`."""
     frames = read_frames(bag, width, BagTopics())
     centres = frames.poses[:, :3, 3]
     static = static_camera_ate(centres)
-    step = float(np.median(np.linalg.norm(np.diff(centres, axis=0), axis=1)))
     baseline = float(
         np.median(np.linalg.norm(centres[SESSION - 1 :] - centres[: 1 - SESSION], axis=1))
     )
     depth = float(np.nanmedian(frames.depths.numpy()))
     pixels = frames.K[0, 0] / depth  # parallax per metre of baseline at the median depth
+    return {
+        'static': static,
+        'goal': GOAL * static,
+        'step': float(np.median(np.linalg.norm(np.diff(centres, axis=0), axis=1))),
+        'baseline': baseline,
+        'depth': depth,
+        'parallax': pixels * baseline,
+        'goal_parallax': pixels * GOAL * static,
+    }
+
+
+def markdown_row(name: str, figures: dict[str, float]) -> str:
+    f = figures
     return (
-        f'| {bag.name} | {static:.3f} | {GOAL * static:.3f} | {step:.3f} | {baseline:.3f} | '
-        f'{depth:.2f} | {pixels * baseline:.1f} | {pixels * GOAL * static:.1f} |'
+        f'| {name} | {f["static"]:.3f} | {f["goal"]:.3f} | {f["step"]:.3f} | '
+        f'{f["baseline"]:.3f} | {f["depth"]:.2f} | {f["parallax"]:.1f} | {f["goal_parallax"]:.1f} |'
     )
 
 
@@ -49,7 +62,7 @@ def main() -> None:
     )
     print('|---' * 8 + '|')
     for bag in args.bags:
-        print(scene_row(bag, args.width), flush=True)
+        print(markdown_row(bag.name, scene_figures(bag, args.width)), flush=True)
 
 
 if __name__ == '__main__':
