@@ -7,10 +7,13 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from vggt_ros.checkpoints import load_model
 from vggt_ros.model import StreamVGGT
+from vggt_ros.model.layers import attend
+from vggt_ros.model.synthetic_weights import synthetic_model
 from vggt_ros.synthetic import make_sequence, write_bag
 from vggt_ros.training import train as trainer
 from vggt_ros.training.data import BagTopics, clip_indices, make_clip, read_frames
@@ -60,8 +63,9 @@ def test_a_resumed_run_is_the_uninterrupted_one(bag, tmp_path):
     assert (tmp_path / 'straight' / trainer.PLOT_FILE).stat().st_size > 0
 
 
-def test_the_loss_falls_and_the_weights_load(bag, tmp_path):
-    run(bag, tmp_path, 10, '--lr', '1e-3')
+@pytest.mark.parametrize('precision', ['fp32', 'bf16'])
+def test_the_loss_falls_and_the_weights_load(bag, tmp_path, precision):
+    run(bag, tmp_path, 10, '--lr', '1e-3', '--precision', precision, '--head-precision', precision)
     totals = [float(row['total']) for row in rows(tmp_path)]
     assert all(np.isfinite(totals)) and np.mean(totals[-3:]) < np.mean(totals[:3])
     model = load_model(tmp_path / trainer.WEIGHTS_FILE, 'tiny')
@@ -332,3 +336,28 @@ def test_worker_processes_read_bags_as_the_training_process_reads_them(bag):
         assert torch.equal(frames.images, alone.images)
         torch.testing.assert_close(frames.depths, alone.depths, equal_nan=True, rtol=0, atol=0)
         np.testing.assert_array_equal(frames.poses, alone.poses)
+
+
+def test_a_bf16_forward_returns_fp32_outputs_near_the_fp32_ones_and_finite_gradients():
+    model = synthetic_model('tiny', seed=3).requires_grad_(True)
+    images = torch.rand(3, 3, 42, 56, generator=torch.Generator().manual_seed(0))
+    heads = ('camera', 'depth')
+    expected = model(images, 'fp32', heads)
+    out = model(images, 'bf16', heads, head_precision='bf16')
+    assert all(value.dtype == torch.float32 for value in out.values())
+    torch.testing.assert_close(out['depth'], expected['depth'], rtol=0.1, atol=0.05)
+    torch.testing.assert_close(out['pose_enc'], expected['pose_enc'], rtol=0.1, atol=0.05)
+    (out['depth'].mean() + out['pose_enc'].abs().mean()).backward()
+    gradients = [p.grad for p in model.parameters() if p.grad is not None]
+    assert gradients and all(torch.isfinite(g).all() for g in gradients)
+
+
+def test_attention_under_cpu_autocast_runs_in_fp32():
+    q, k, v = torch.randn(3, 1, 2, 6, 8, generator=torch.Generator().manual_seed(0)).bfloat16()
+    mask = torch.rand(6, 6, generator=torch.Generator().manual_seed(1)) > 0.3
+    mask |= torch.eye(6, dtype=torch.bool)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = attend(q, k, v, mask)
+    expected = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, expected)

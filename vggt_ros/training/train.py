@@ -113,7 +113,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         '--precision',
         choices=PRECISIONS,
         default='auto',
-        help="the aggregator's: auto is bf16 on recent GPUs, fp32 on CPUs; heads are fp32",
+        help="the aggregator's: auto is bf16 on recent GPUs, fp32 on CPUs",
+    )
+    parser.add_argument(
+        '--head-precision',
+        choices=('fp32', 'bf16'),
+        default='fp32',
+        help="the heads': bf16 with --precision bf16 trains 1.4x faster on a CPU with bf16 "
+        'instructions (AVX512-BF16, AMX)',
     )
     parser.add_argument(
         '--workers',
@@ -335,7 +342,7 @@ def step_losses(
 ) -> dict[str, torch.Tensor]:
     """The model's forward pass over `clip` and its loss terms."""
     with correspondence.recording() if correspondence else nullcontext():
-        out = model(clip.images, args.precision, args.heads, clip.sequences)
+        out = model(clip.images, args.precision, args.heads, clip.sequences, args.head_precision)
     extra = correspondence(clip) if correspondence else {}
     if args.depth_scale:
         extra['depth_scale'] = depth_scale_loss(out['depth'], clip.depth, clip.sequences)
