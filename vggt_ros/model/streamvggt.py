@@ -89,7 +89,8 @@ def default_device() -> torch.device:
 
 def autocast_dtype(device: torch.device, precision: str = 'auto') -> torch.dtype | None:
     """Aggregator autocast dtype, None for fp32. 'auto' follows the reference: bf16 on GPUs with
-    compute capability >= 8, fp16 on older ones, fp32 on CPU (where low precision is slower)."""
+    compute capability >= 8, fp16 on older ones, fp32 on CPU (CPUs without AVX512-BF16 or AMX
+    emulate bf16; with them 'bf16' is faster: docs/training-experiments.md, last section)."""
     if precision not in PRECISIONS:
         raise ValueError(f'precision must be one of {PRECISIONS}, got {precision!r}')
     if precision == 'auto':
