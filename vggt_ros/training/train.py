@@ -364,7 +364,8 @@ def plot_losses(out: Path) -> None:
         if values:
             axis.plot(steps[: len(values)], values, label=name, linewidth=1)
     axis.set(xlabel='step', ylabel='loss', title='vggt-train')
-    axis.legend(fontsize=7)
+    if axis.lines:  # a run out of time before its first step has logged nothing
+        axis.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(out / PLOT_FILE, dpi=120)
     plt.close(figure)
