@@ -66,16 +66,23 @@ class CorrespondenceLoss(nn.Module):
 
     def forward(self, clip: Clip) -> dict[str, Tensor]:
         """{'match', 'flow'} for the forward pass last recorded over `clip`."""
-        inputs, tokens = self._attention_inputs, self._tokens
-        if not inputs or not tokens:
+        inputs = self._attention_inputs
+        if not inputs:
             raise RuntimeError('record a forward pass over the clip before scoring it')
         matched = clip.matches >= 0
-        patches = tokens[max(tokens)][:, self.patch_start :]
-        flow = self.flow_readout(patches.float())
+        flow = self.flow()
         return {
             'match': sum(self._match(*entry, clip) for entry in inputs) / len(inputs),
             'flow': _masked_mean((flow - clip.flow).abs().mean(-1), matched),
         }
+
+    def flow(self) -> Tensor:
+        """[S, P, 2] the readout's estimate, for the forward pass last recorded, of where each
+        patch's centre is in the first frame (in patches from the centre, as Clip.flow)."""
+        if not self._tokens:
+            raise RuntimeError('record a forward pass before reading its flow')
+        patches = self._tokens[max(self._tokens)][:, self.patch_start :]
+        return self.flow_readout(patches.float())
 
     def _match(
         self, attention: Attention, x: Tensor, rope: RopeTables, mask: Tensor, clip: Clip
