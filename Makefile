@@ -49,6 +49,8 @@ TRAIN_RECIPE := --preset small --image-width 112 --heads camera,depth --residual
 	--decay matrices --correspondence 0,1
 VGGT_TRAIN = $(PYTHON) -m vggt_ros.training.train $(TRAIN)/scenes/* --val $(TRAIN)/val/* \
 	$(TRAIN_RECIPE)
+# The flow head (pose_source: matches) is fitted to the exported weights' final tokens.
+FIT_FLOW_HEAD = $(PYTHON) -m vggt_ros.training.flow_head
 train-data: setup
 	$(PYTHON) -m vggt_ros.training.scenes $(TRAIN)/scenes --seeds 1 300 --frames 40
 	$(PYTHON) -m vggt_ros.training.scenes $(TRAIN)/val --seeds 1000010 1000013 --frames 40 \
@@ -65,6 +67,7 @@ train: train-data
 		--checkpoint $(TRAIN)/clips/checkpoint.safetensors $(TRAIN_ARGS)
 	$(PYTHON) -m vggt_ros.training.export $(TRAIN)/pairs $(TRAIN)/clips $(TRAIN)/fine \
 		$(TRAIN)/small.safetensors
+	$(FIT_FLOW_HEAD) $(TRAIN)/small.safetensors $(TRAIN)/scenes/* --out $(TRAIN)/small.safetensors
 	@echo "to ship: cp $(TRAIN)/small.safetensors $(TRAIN)/clips/loss.png vggt_ros/weights/"
 
 # The same data and model on a GPU for TRAIN_GPU_SECONDS, in one stage of 8-frame clips: batches
@@ -75,6 +78,7 @@ TRAIN_GPU_ARGS ?= --lr 5e-4 --clip 8 --max-stride 4
 train-gpu: train-data
 	PYTHON=$(PYTHON) tools/train_on_gpu.sh $(TRAIN_GPU_SECONDS) $(TRAIN)/gpu $(TRAIN)/scenes \
 		$(TRAIN)/val $(TRAIN_RECIPE) $(TRAIN_GPU_ARGS)
+	$(FIT_FLOW_HEAD) $(TRAIN)/gpu.safetensors $(TRAIN)/scenes/* --out $(TRAIN)/gpu.safetensors
 	@echo "to ship: cp $(TRAIN)/gpu.safetensors vggt_ros/weights/small.safetensors"
 
 # The shipped model on held-out worlds, beside the baselines (HELDOUT_ARGS: vggt-eval options).

@@ -180,6 +180,15 @@ def test_a_camera_frame_cannot_be_the_world_frame():
     assert params.validate_combination(params.DEFAULTS) is None
 
 
+def test_poses_from_matches_need_a_model_with_a_flow_head():
+    matches = {**params.DEFAULTS, 'pose_source': 'matches'}
+    # the released 1B model has none
+    assert 'needs a model with a flow head' in params.validate_combination(matches)
+    assert params.validate_combination({**matches, 'preset': 'small'}) is None
+    assert 'flow' in params.session_options({**matches, 'preset': 'small'}).heads
+    assert 'flow' not in params.session_options(params.DEFAULTS).heads
+
+
 def test_only_the_documented_parameters_change_at_runtime():
     dynamic = {spec.name for spec in params.PARAMETERS if spec.dynamic}
     assert dynamic == {

@@ -23,7 +23,13 @@ import yaml
 from vggt_ros.frame_size import check_image_width
 from vggt_ros.metric_scale import SCALE_SOURCES
 from vggt_ros.model import PRESETS, MergingConfig
-from vggt_ros.stream_types import CAMERA_CACHES, PRECISIONS, RECONSTRUCTOR_HEADS, SessionOptions
+from vggt_ros.stream_types import (
+    CAMERA_CACHES,
+    FLOW_HEAD,
+    PRECISIONS,
+    RECONSTRUCTOR_HEADS,
+    SessionOptions,
+)
 from vggt_ros.tf_layout import TF_MODES
 
 Value = bool | int | float | str
@@ -31,6 +37,7 @@ Value = bool | int | float | str
 NODE_NAME = 'vggt_stream'
 MERGING = MergingConfig()  # the model's merging defaults
 _DEVICE = re.compile(r'^(auto|cpu|cuda(:\d+)?)$')
+POSE_SOURCES = ('camera_head', 'matches')
 
 
 @dataclass(frozen=True)
@@ -194,6 +201,14 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         'official',
         'Camera-head cache: official (as the released inference code) or causal.',
         choices=CAMERA_CACHES,
+    ),
+    ParameterSpec(
+        'pose_source',
+        'camera_head',
+        "Where poses come from: camera_head (the model's), or matches: solved by PnP from the "
+        "flow head's matches to the session's first frame and that frame's depth (models with a "
+        'flow head only, such as small; config/small.yaml sets it).',
+        choices=POSE_SOURCES,
     ),
     ParameterSpec(
         'merging.enabled',
@@ -412,6 +427,12 @@ def validate_combination(values: Mapping[str, Any]) -> str | None:
             'scale_source odometry reads odom_frame -> base_frame from another odometry, but '
             'tf_mode odom publishes it: use tf_mode map (wheel odometry owns odom), camera or none'
         )
+    preset = values['preset']
+    if values['pose_source'] == 'matches' and not PRESETS[preset].flow_head:
+        return (
+            f'pose_source matches needs a model with a flow head, and the {preset} preset has '
+            'none: use pose_source camera_head, or preset small'
+        )
     robot = {'odom': ('odom_frame', 'base_frame'), 'map': ('odom_frame', 'base_frame', 'map_frame')}
     frames = ('world_frame', *robot.get(values['tf_mode'], ()))
     named = [values[name] for name in frames]
@@ -439,7 +460,9 @@ def session_options(values: Mapping[str, Any]) -> SessionOptions:
         camera_cache=values['camera_cache'],
         merging=merging_options(values),
         precision=values['precision'],
-        heads=RECONSTRUCTOR_HEADS,
+        heads=(*RECONSTRUCTOR_HEADS, FLOW_HEAD)
+        if values['pose_source'] == 'matches'
+        else RECONSTRUCTOR_HEADS,
     )
 
 

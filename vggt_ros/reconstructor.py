@@ -19,9 +19,10 @@ from torch import Tensor
 from vggt_ros.checkpoints import load_model
 from vggt_ros.frame_size import check_image_width, model_size, resized_height
 from vggt_ros.model import StreamVGGT
-from vggt_ros.model.geometry import invert_rigid, pose_encoding_to_extri_intri, to_homogeneous
+from vggt_ros.model.geometry import pose_encoding_to_extri_intri, to_homogeneous
 from vggt_ros.model.merging import MergingConfig
-from vggt_ros.stream_types import RECONSTRUCTOR_HEADS, FrameResult, SessionOptions
+from vggt_ros.pose_from_matches import matched_points, solve_translation
+from vggt_ros.stream_types import FLOW_HEAD, RECONSTRUCTOR_HEADS, FrameResult, SessionOptions
 
 
 def check_rgb(rgb: np.ndarray) -> None:
@@ -63,7 +64,13 @@ def preprocess(rgb: np.ndarray, image_width: int, device: torch.device | str = '
 
 
 class Reconstructor:
-    """Streams frames through a StreamVGGT session; `reset()` starts a new world."""
+    """Streams frames through a StreamVGGT session; `reset()` starts a new world.
+
+    Poses come from the camera head. With the flow head among the session's heads, the world is
+    the session's first camera, and each later frame keeps the head's rotation in it while its
+    translation is solved from the frame's matches to the first frame and that frame's depth
+    (pose_from_matches); a frame with too few matches keeps the head's translation too.
+    """
 
     def __init__(
         self,
@@ -87,6 +94,9 @@ class Reconstructor:
         # The session owns autocast (aggregator in bf16/fp16 on GPU, heads always fp32).
         self.session = model.new_session(options)
         self.frame_index = 0
+        # The session's first frame, for poses from matches: its depth and head's extrinsic.
+        self._first_depth: np.ndarray | None = None
+        self._first_extrinsic = np.eye(4)
 
     @classmethod
     def from_checkpoint(
@@ -159,22 +169,42 @@ class Reconstructor:
         height, width = image.shape[-2:]
         pose_enc = out['pose_enc'].detach().float().reshape(9).cpu()
         extrinsic, K = pose_encoding_to_extri_intri(pose_enc.double(), (height, width))
+        camera_from_world = to_homogeneous(extrinsic).numpy()
 
         def hw(name: str, *trailing: int) -> np.ndarray | None:
             if name not in out:
                 return None
             return out[name].detach().float().reshape(height, width, *trailing).cpu().numpy()
 
+        depth = hw('depth')
+        if FLOW_HEAD in out:
+            flow = out[FLOW_HEAD].detach().float().cpu().numpy()
+            camera_from_world = self._pose_from_matches(camera_from_world, flow, depth, K.numpy())
         return FrameResult(
             frame_index=self.frame_index,
             stamp=stamp,
-            world_from_camera=invert_rigid(extrinsic).numpy(),
-            camera_from_world=to_homogeneous(extrinsic).numpy(),
+            world_from_camera=np.linalg.inv(camera_from_world),
+            camera_from_world=camera_from_world,
             K=K.numpy(),
-            depth=hw('depth'),
+            depth=depth,
             confidence=hw('depth_conf'),
             colours=image.permute(1, 2, 0).mul(255).round().to(torch.uint8).cpu().numpy(),
             world_points=hw('world_points', 3),
             world_points_conf=hw('world_points_conf'),
             pose_enc=pose_enc.numpy(),
         )
+
+    def _pose_from_matches(
+        self, extrinsic: np.ndarray, flow: np.ndarray, depth: np.ndarray, K: np.ndarray
+    ) -> np.ndarray:
+        """camera_from_first of this frame: the head's rotation relative to the first frame's,
+        and the translation solved from the matches where there are enough."""
+        if self.frame_index == 0:
+            self._first_depth, self._first_extrinsic = depth, extrinsic
+            return np.eye(4)
+        pose = extrinsic @ np.linalg.inv(self._first_extrinsic)
+        pixels, points = matched_points(flow, self._first_depth, K, self.model.config.patch_size)
+        translation = solve_translation(pose[:3, :3], pixels, points, K)
+        if translation is not None:
+            pose[:3, 3] = translation
+        return pose

@@ -16,6 +16,9 @@ import numpy as np
 PRECISIONS = ('auto', 'fp32', 'bf16', 'fp16')
 CAMERA_CACHES = ('official', 'causal')
 HEADS = ('camera', 'depth', 'point')
+# Only models built with one (StreamVGGTConfig.flow_head) have it: each patch's match in the
+# session's first frame. With it in a Reconstructor's heads, poses are solved from those matches.
+FLOW_HEAD = 'flow'
 # What the Reconstructor's consumers read: the node and the evaluator unproject depth, so the
 # point head (about 5-8% of a 1B step, and its copy to the host) runs only on request.
 RECONSTRUCTOR_HEADS = ('camera', 'depth')
@@ -31,7 +34,7 @@ class SessionOptions:
     merging: FastVGGT token merging, a MergingConfig or a mapping of its fields; None is off.
     precision: autocast dtype of the aggregator; the heads always run in fp32.
     heads: which heads run ('camera' gives pose_enc, 'depth' depth and depth_conf, 'point'
-        world_points and world_points_conf); fixed for a session.
+        world_points and world_points_conf, 'flow' flow [P, 2]); fixed for a session.
     """
 
     window: int | None = None
@@ -51,8 +54,8 @@ class SessionOptions:
             )
         if self.precision not in PRECISIONS:
             raise ValueError(f'precision must be one of {PRECISIONS}, got {self.precision!r}')
-        if not self.heads or not set(self.heads) <= set(HEADS):
-            raise ValueError(f'heads must be some of {HEADS}, got {self.heads!r}')
+        if not self.heads or not set(self.heads) <= {*HEADS, FLOW_HEAD}:
+            raise ValueError(f'heads must be some of {(*HEADS, FLOW_HEAD)}, got {self.heads!r}')
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ DEPLOYED = 'deployed (config/small.yaml)'
 FIXED = ('--anchor.max_frames', '0')
 OPTIONS: dict[str, tuple[str, ...]] = {
     DEPLOYED: (),
+    'poses from the camera head': ('--pose_source', 'camera_head'),
     'window 4': ('--window_size', '4'),
     'merging on': ('--merging.enabled', 'true'),
     'image width 84': ('--image_width', '84'),

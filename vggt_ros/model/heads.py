@@ -84,6 +84,22 @@ class CameraHead(nn.Module):
         return x
 
 
+class FlowHead(nn.Module):
+    """Last-layer patch tokens [S, P, dim] -> [S, P, 2]: where the point at each patch's centre
+    is in the session's first frame, in patches from that centre (x right, y down).
+
+    Not in VGGT: a linear readout that this project's from-scratch models carry, so that a pose
+    can be solved from the matches and the first frame's depth (vggt_ros.pose_from_matches).
+    """
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(dim, 2)
+
+    def forward(self, patch_tokens: Tensor) -> Tensor:
+        return self.proj(patch_tokens)
+
+
 class ResidualConvUnit(nn.Module):
     """relu -> conv -> relu -> conv, plus a skip of relu(x), not x: the reference's ReLU is
     in-place, so its skip connection sees the rectified input."""

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from vggt_ros.model.aggregator import Aggregator
-from vggt_ros.model.heads import CameraHead, DPTHead
+from vggt_ros.model.heads import CameraHead, DPTHead, FlowHead
 from vggt_ros.model.kv_cache import KVCache
 from vggt_ros.model.merging import (
     FramePartition,
@@ -24,7 +24,7 @@ from vggt_ros.model.merging import (
     as_merging_config,
     partition_frame,
 )
-from vggt_ros.stream_types import HEADS, PRECISIONS, SessionOptions
+from vggt_ros.stream_types import FLOW_HEAD, HEADS, PRECISIONS, SessionOptions
 
 HEAD_CHUNK = 8  # frames per dense-head call in forward_causal, to bound activation memory
 
@@ -49,6 +49,7 @@ class StreamVGGTConfig:
     dpt_layers: tuple[int, ...] = (4, 11, 17, 23)
     dpt_features: int = 256
     dpt_out_channels: tuple[int, ...] = (256, 512, 1024, 1024)
+    flow_head: bool = False  # heads.FlowHead, for models trained with matches (not VGGT's)
 
 
 PRESETS = {
@@ -79,6 +80,7 @@ PRESETS = {
         dpt_layers=(1, 3, 4, 5),
         dpt_features=48,
         dpt_out_channels=(48, 96, 192, 192),
+        flow_head=True,
     ),
 }
 
@@ -106,7 +108,7 @@ def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abs
 
 
 class StreamVGGT(nn.Module):
-    """Aggregator + camera, point and depth heads.
+    """Aggregator + camera, point and depth heads, and a flow head where the preset has one.
 
     The state_dict is the official checkpoint's without `track_head.*`: a tracker is of no use
     frame by frame.
@@ -148,6 +150,7 @@ class StreamVGGT(nn.Module):
         )
         self.point_head = DPTHead(dim, output_dim=4, activation='inv_log', **dpt)
         self.depth_head = DPTHead(dim, output_dim=2, activation='exp', **dpt)
+        self.flow_head = FlowHead(dim) if config.flow_head else None
 
     @property
     def device(self) -> torch.device:
@@ -190,6 +193,7 @@ class StreamVGGT(nn.Module):
         if images.ndim != 4:
             raise ValueError(f'expected images [S, 3, H, W], got shape {tuple(images.shape)}')
         self._check_size(images.shape[1:])
+        self.check_heads(heads)
         images = images.to(self.device, torch.float32)
         with _autocast(self.device, autocast_dtype(self.device, precision)):
             tokens = self.aggregator(images, sequences=sequences)
@@ -211,6 +215,14 @@ class StreamVGGT(nn.Module):
             self.depth_head,
         ):
             module.compile(**options)
+
+    def check_heads(self, heads: tuple[str, ...]) -> None:
+        """Raise if `heads` asks for a head this model lacks (only some have a flow head)."""
+        if FLOW_HEAD in heads and self.flow_head is None:
+            raise ValueError(
+                'this model has no flow head (poses from matches need a preset built with one, '
+                'such as small)'
+            )
 
     def _check_size(self, shape: tuple[int, ...]) -> None:
         channels, height, width = shape
@@ -270,6 +282,8 @@ class StreamVGGT(nn.Module):
             out['world_points'], out['world_points_conf'] = self.point_head(
                 tokens, start, image_size
             )
+        if FLOW_HEAD in heads:
+            out['flow'] = self.flow_head(tokens[self.config.depth - 1][:, start:])
         return out
 
 
@@ -292,6 +306,7 @@ class StreamSession:
 
     def __init__(self, model: StreamVGGT, options: SessionOptions) -> None:
         autocast_dtype(model.device, options.precision)  # validates for this device
+        model.check_heads(options.heads)
         self.options = options
         self._merging = as_merging_config(options.merging)
         self.model = model

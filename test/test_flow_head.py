@@ -1,0 +1,99 @@
+"""The flow head (presets built with one, such as small): where each patch's content is in the
+session's first frame. Streamed frame by frame it says what the causal forward says; a model
+without one refuses to run it; fitted to a model's tokens it beats a constant, and the fitted
+weights load as the preset's; and a Reconstructor that has it puts the world at the session's
+first camera, keeps the camera head's rotations in it and solves the translations."""
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from vggt_ros.checkpoints import load_model
+from vggt_ros.model.synthetic_weights import synthetic_model
+from vggt_ros.reconstructor import Reconstructor
+from vggt_ros.stream_types import FLOW_HEAD, SessionOptions
+from vggt_ros.synthetic import make_sequence, write_bag
+from vggt_ros.training.data import BagTopics, draw_clip, read_frames
+from vggt_ros.training.flow_head import (
+    FLOW_HEAD_PREFIX,
+    fit_flow_head,
+    load_without_flow_head,
+    write_with_flow_head,
+)
+
+HEADS = ('camera', 'depth', FLOW_HEAD)
+
+
+@pytest.fixture(scope='module')
+def small():
+    return synthetic_model('small', seed=2)
+
+
+@pytest.fixture(scope='module')
+def walk(tmp_path_factory):
+    return write_bag(make_sequence('walk', 24, 224, 168), tmp_path_factory.mktemp('walk') / 'b')
+
+
+def test_streamed_flow_is_the_causal_forwards(small):
+    images = torch.rand(3, 3, 42, 56, generator=torch.Generator().manual_seed(0))
+    causal = small.forward_causal(images, 'fp32', HEADS)['flow']
+    session = small.new_session(heads=HEADS, camera_cache='causal')
+    streamed = torch.stack([session.step(image)['flow'] for image in images])
+    assert causal.shape == (3, 12, 2)
+    torch.testing.assert_close(streamed, causal, rtol=1e-4, atol=1e-4)
+
+
+def test_a_model_without_a_flow_head_refuses_to_run_one():
+    tiny = synthetic_model('tiny')
+    with pytest.raises(ValueError, match='no flow head'):
+        tiny.new_session(heads=HEADS)
+    with pytest.raises(ValueError, match='no flow head'):
+        tiny.forward_causal(torch.rand(2, 3, 28, 28), 'fp32', HEADS)
+
+
+def test_the_fitted_head_beats_a_constant_on_what_it_was_fitted_to(small, walk):
+    model = synthetic_model('small', seed=2)
+    fit_flow_head(model, [walk], clips=3, seed=0)
+    frames = read_frames(walk, 112, BagTopics())
+    rng = np.random.default_rng(0)
+    fitted, constant = [], []
+    for _ in range(3):
+        clip = draw_clip(frames, 8, 4, rng)
+        flow = model.forward_causal(clip.images, 'fp32', HEADS)['flow']
+        matched = clip.matches >= 0
+        truth = clip.flow[matched]
+        fitted.append((flow[matched] - truth).abs().mean())
+        constant.append((truth - truth.median(0).values).abs().mean())
+    assert np.mean(fitted) < 0.8 * np.mean(constant)
+
+
+def test_weights_without_a_flow_head_gain_the_fitted_one(small, walk, tmp_path):
+    exported = tmp_path / 'exported.safetensors'
+    state = {k: v.half() for k, v in small.state_dict().items() if not k.startswith('flow_head')}
+    save_file(state, exported, metadata={'description': 'small preset, a test'})
+    model = load_without_flow_head(exported, 'small')
+    fit_flow_head(model, [walk], clips=1)
+    shipped = tmp_path / 'shipped.safetensors'
+    write_with_flow_head(model, exported, shipped, 'flow head fitted for a test')
+    loaded = load_model(shipped, 'small')
+    fitted = model.flow_head.proj.weight.half().float()
+    torch.testing.assert_close(loaded.flow_head.proj.weight, fitted)
+    assert any(k.startswith(FLOW_HEAD_PREFIX) for k in loaded.state_dict())
+    with pytest.raises(ValueError, match='no flow head'):
+        load_without_flow_head(exported, 'tiny')
+
+
+def test_with_the_flow_head_the_world_is_the_first_camera_and_rotations_are_the_heads(small):
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 256, (42, 56, 3), dtype=np.uint8) for _ in range(4)]
+    options = SessionOptions(camera_cache='causal')
+    by_head = Reconstructor(small, image_width=56, options=options, heads=('camera', 'depth'))
+    by_matches = Reconstructor(small, image_width=56, options=options, heads=HEADS)
+    head = [by_head.step(frame).camera_from_world for frame in frames]
+    matches = [by_matches.step(frame).camera_from_world for frame in frames]
+    np.testing.assert_allclose(matches[0], np.eye(4))
+    for head_pose, pose in zip(head[1:], matches[1:], strict=True):
+        relative = head_pose[:3, :3] @ head[0][:3, :3].T
+        np.testing.assert_allclose(pose[:3, :3], relative, atol=1e-6)
+        assert np.isfinite(pose).all()

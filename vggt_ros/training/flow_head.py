@@ -1,0 +1,131 @@
+"""Fit a model's flow head (model.heads.FlowHead) to its frozen tokens, and write the weights.
+
+    python -m vggt_ros.training.flow_head WEIGHTS BAGS... --out WEIGHTS_OUT [--clips N]
+
+The head is linear in the last layer's patch tokens, so for a trained aggregator the best one is
+a least-absolute-deviations fit (ridge-regularised) of those tokens to the ground-truth matches
+(training.data.first_frame_matches) of clips drawn as training draws them. `vggt-train
+--correspondence` trains a readout of the same form that shapes the tokens; the deployed head is
+fitted to the final ones at export, so a run's weights need nothing but its checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import Tensor
+
+from vggt_ros.checkpoints import load_state_dict_file
+from vggt_ros.model import StreamVGGT
+from vggt_ros.training.data import BagTopics, draw_clip, read_frames
+
+FLOW_HEAD_PREFIX = 'flow_head.'
+RIDGE = 1e-3  # relative to the mean feature energy: keeps rarely used directions at zero
+IRLS_ITERATIONS = 8
+IRLS_FLOOR = 0.01  # patches: residuals below count as this, so no match weighs without bound
+
+
+def fit_flow_head(
+    model: StreamVGGT,
+    bags: Sequence[Path],
+    clips: int,
+    image_width: int = 112,
+    length: int = 8,
+    max_stride: int = 4,
+    seed: int = 0,
+) -> int:
+    """Set model.flow_head to the least-squares fit over `clips` clips from `bags` (each bag
+    read once, clips spread evenly over them); the number of matches fitted."""
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(bags), size=min(clips, len(bags)), replace=False)
+    per_bag = np.full(len(chosen), clips // len(chosen))
+    per_bag[: clips % len(chosen)] += 1
+    features, targets = [], []
+    start = model.aggregator.patch_start_idx
+    for index, count in zip(chosen, per_bag, strict=True):
+        frames = read_frames(bags[index], image_width, BagTopics())
+        for _ in range(count):
+            clip = draw_clip(frames, length, max_stride, rng)
+            with torch.inference_mode():
+                tokens = model.aggregator(clip.images.to(model.device))
+            patches = tokens[model.config.depth - 1][:, start:].double().cpu()
+            matched = clip.matches >= 0
+            features.append(patches[matched])
+            targets.append(clip.flow[matched].double())
+    x, y = torch.cat(features), torch.cat(targets)
+    x = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)
+    solution = torch.stack([_l1_fit(x, y[:, axis]) for axis in range(2)], 1)  # [dim + 1, 2]
+    projection = model.flow_head.proj
+    with torch.no_grad():
+        projection.weight.copy_(solution[:-1].T)
+        projection.bias.copy_(solution[-1])
+    return len(x)
+
+
+def _l1_fit(x: Tensor, y: Tensor) -> Tensor:
+    """Ridge-regularised least absolute deviations by iteratively reweighted least squares: the
+    L1 the training readout is trained with, so that the few matches a patch token cannot know
+    (across an occluding edge, say) do not pull the fit as squares would."""
+    weights = torch.ones_like(y)
+    for _ in range(IRLS_ITERATIONS):
+        gram = (x * weights[:, None]).T @ x
+        ridge = RIDGE * gram.diagonal().mean() * torch.eye(len(gram), dtype=gram.dtype)
+        ridge[-1, -1] = 0  # the bias is not shrunk
+        solution = torch.linalg.solve(gram + ridge, (x * weights[:, None]).T @ y)
+        weights = 1 / (x @ solution - y).abs().clamp(min=IRLS_FLOOR)
+    return solution
+
+
+def load_without_flow_head(weights: Path, preset: str) -> StreamVGGT:
+    """The model with `weights`, which may lack a flow head (its fit replaces it anyway)."""
+    model = StreamVGGT(preset)
+    if model.flow_head is None:
+        raise ValueError(f'the {preset} preset has no flow head')
+    state = load_state_dict_file(weights)
+    state = {k: v.float() for k, v in state.items() if not k.startswith(FLOW_HEAD_PREFIX)}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if unexpected or any(not key.startswith(FLOW_HEAD_PREFIX) for key in missing):
+        raise ValueError(f'{weights} is not a {preset} model: {(missing + unexpected)[:5]}')
+    return model.eval().requires_grad_(False)
+
+
+def write_with_flow_head(model: StreamVGGT, weights: Path, out: Path, note: str) -> None:
+    """`weights` (fp16, as exported) with the model's flow head, its description saying so."""
+    with safe_open(weights, 'pt') as file:
+        metadata = dict(file.metadata() or {})
+    state = load_state_dict_file(weights)
+    dtype = next(iter(state.values())).dtype
+    for name, tensor in model.flow_head.state_dict().items():
+        state[FLOW_HEAD_PREFIX + name] = tensor.to(dtype)
+    if 'description' in metadata:
+        metadata['description'] = metadata['description'].split('; flow head')[0] + '; ' + note
+    metadata['flow_head'] = note
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, out, metadata=metadata)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('weights', type=Path, help='a .safetensors file (vggt_ros.training.export)')
+    parser.add_argument('bags', nargs='+', type=Path, help='training rosbags with ground truth')
+    parser.add_argument('--out', type=Path, required=True, help='the .safetensors file to write')
+    parser.add_argument('--preset', default='small')
+    parser.add_argument('--clips', type=int, default=300, help='8-frame clips to fit on')
+    parser.add_argument('--image-width', type=int, default=112)
+    parser.add_argument('--seed', type=int, default=0)
+    args = parser.parse_args(argv)
+    model = load_without_flow_head(args.weights, args.preset)
+    matches = fit_flow_head(model, args.bags, args.clips, args.image_width, seed=args.seed)
+    note = f'flow head fitted (least absolute deviations) to {matches} matches, {args.clips} clips'
+    write_with_flow_head(model, args.weights, args.out, note)
+    print(f'{args.out}: {note}')
+
+
+if __name__ == '__main__':
+    main()
