@@ -1,7 +1,7 @@
 """vggt_ros.pose_from_matches: a frame's pose from its patches' matches to the session's first
 frame and that frame's depth. True matches and depth give the true pose (by PnP, or the
 translation given the rotation); the translation survives a fifth of the matches being wrong;
-too few matches give no answer rather than a guess."""
+too few matches, or a model's NaN, give no answer rather than a guess or an exception."""
 
 import numpy as np
 import pytest
@@ -57,6 +57,13 @@ def test_too_few_matches_give_no_pose(session):
     assert len(points) == 5
     assert solve_translation(truth[:3, :3], pixels, points, K) is None
     assert solve_pnp(flow, depth, K, PATCH_SIZE, few) is None
+
+
+def test_a_non_finite_rotation_or_k_gives_no_translation(session):
+    flow, matched, depth, K, truth = session
+    pixels, points = matched_points(flow, depth, K, PATCH_SIZE, matched)
+    assert solve_translation(np.full((3, 3), np.nan), pixels, points, K) is None
+    assert solve_translation(truth[:3, :3], pixels, points, np.full((3, 3), np.nan)) is None
 
 
 def test_matches_outside_the_first_frame_or_its_depth_are_dropped(session):

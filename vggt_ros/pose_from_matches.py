@@ -66,8 +66,9 @@ def solve_translation(
 
     Each match asks that the ray m through its pixel be parallel to R X + t, i.e. m x t =
     -m x R X: three linear equations in t, divided by the point's distance so that each weighs
-    as its angular error. Iteratively reweighted (Huber) so that wrong matches count little."""
-    if len(points) < MIN_MATCHES:
+    as its angular error. Iteratively reweighted (Huber) so that wrong matches count little. A
+    non-finite rotation or K (a model's NaN) gives None too, never an exception."""
+    if len(points) < MIN_MATCHES or not (np.isfinite(rotation).all() and np.isfinite(K).all()):
         return None
     rays = _rays(pixels, K)
     skew = np.zeros((len(rays), 3, 3))
