@@ -1,6 +1,7 @@
 """Correspondence supervision (vggt-train --correspondence): ground-truth patch matches that the
 images agree with, the supervised head's logits as the attention computes them, and a run that
-records, checkpoints and resumes its training-only readout."""
+records, checkpoints and resumes its flow readout, which is the flow head of a preset that has
+one."""
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from vggt_ros.model import StreamVGGT
 from vggt_ros.model.rope import rope_tables, token_positions
 from vggt_ros.synthetic import make_sequence, write_bag
 from vggt_ros.training import train as trainer
-from vggt_ros.training.correspondence import MATCH_HEAD, head_logits
+from vggt_ros.training.correspondence import MATCH_HEAD, CorrespondenceLoss, head_logits
 from vggt_ros.training.data import PATCH_SIZE, BagTopics, make_clip, read_frames
 
 WIDTH = 112  # 8 x 6 patches
@@ -99,6 +100,14 @@ def test_a_run_with_correspondence_scores_both_terms_and_resumes_as_the_straight
     assert {'correspondence.flow_readout.weight'} <= set(state)
     weights = load_file(tmp_path / 'straight' / trainer.WEIGHTS_FILE)
     assert set(weights) == set(StreamVGGT('tiny').state_dict())  # nothing training-only shipped
+
+
+def test_the_flow_readout_of_a_preset_with_a_flow_head_trains_that_head():
+    model = StreamVGGT('small')
+    loss = CorrespondenceLoss(model, (0,))
+    assert loss.flow_readout is model.flow_head.proj
+    tiny = StreamVGGT('tiny')  # no flow head: a readout of its own, not in the model
+    assert CorrespondenceLoss(tiny, (0,)).flow_readout not in list(tiny.modules())
 
 
 def test_correspondence_blocks_outside_the_preset_are_refused_before_any_bag_is_read():

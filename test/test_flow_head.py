@@ -2,11 +2,14 @@
 session's first frame. Streamed frame by frame it says what the causal forward says; a model
 without one refuses to run it; fitted to a model's tokens it beats a constant, and the fitted
 weights load as the preset's; and a Reconstructor that has it puts the world at the session's
-first camera, keeps the camera head's rotations in it and solves the translations."""
+first camera, keeps the camera head's rotations in it and solves the translations, through any
+sequence of frames, bad frames and resets."""
 
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from safetensors.torch import save_file
 
 from vggt_ros.checkpoints import load_model
@@ -97,3 +100,34 @@ def test_with_the_flow_head_the_world_is_the_first_camera_and_rotations_are_the_
         relative = head_pose[:3, :3] @ head[0][:3, :3].T
         np.testing.assert_allclose(pose[:3, :3], relative, atol=1e-6)
         assert np.isfinite(pose).all()
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.sampled_from(['frame', 'bad', 'reset']), min_size=1, max_size=8))
+def test_through_bad_frames_and_resets_each_world_starts_at_its_first_camera(small, events):
+    """A bad frame changes nothing (it raises before the model); after every reset the next frame
+    is the world's origin again, and the rotations stay the camera head's in that world."""
+    rng = np.random.default_rng(len(events))
+    options = SessionOptions(camera_cache='causal')
+    by_head = Reconstructor(small, image_width=56, options=options, heads=('camera', 'depth'))
+    by_matches = Reconstructor(small, image_width=56, options=options, heads=HEADS)
+    first = None
+    for event in events:
+        if event == 'reset':
+            by_head.reset()
+            by_matches.reset()
+            first = None
+        elif event == 'bad':
+            for reconstructor in (by_head, by_matches):
+                with pytest.raises(ValueError):
+                    reconstructor.step(np.zeros((42, 56), np.uint8))  # no colour channels
+        else:
+            frame = rng.integers(0, 256, (42, 56, 3), dtype=np.uint8)
+            head = by_head.step(frame).camera_from_world
+            pose = by_matches.step(frame).camera_from_world
+            if first is None:
+                first = head
+                np.testing.assert_allclose(pose, np.eye(4))
+            relative = head[:3, :3] @ first[:3, :3].T
+            np.testing.assert_allclose(pose[:3, :3], relative, atol=1e-6)
+            assert np.isfinite(pose).all()

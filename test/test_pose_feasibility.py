@@ -2,24 +2,18 @@
 camera's centre so little that its parallax is a fraction of a walk's, which is the README's
 case that the turns' pose half asks for less than a pixel."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
+from tool_modules import load_tool
 
 from vggt_ros.synthetic import make_sequence, write_bag
 from vggt_ros.training.data import BagTopics, read_frames
 
-TOOL = Path(__file__).resolve().parents[1] / 'tools' / 'pose_feasibility.py'
 WIDTH = 112
 
 
 @pytest.fixture(scope='module')
 def feasibility():
-    spec = importlib.util.spec_from_file_location('pose_feasibility', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('pose_feasibility')
 
 
 @pytest.fixture(scope='module')

@@ -1,22 +1,15 @@
 """tools/session_poses.py: the error it scores a session's poses by ignores the scale they are in
 (each session has its own) but not a turn."""
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
-
-TOOL = Path(__file__).resolve().parents[1] / 'tools' / 'session_poses.py'
+from tool_modules import load_tool
 
 
 @pytest.fixture(scope='module')
 def tool():
-    spec = importlib.util.spec_from_file_location('session_poses', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('session_poses')
 
 
 def test_the_error_ignores_the_sessions_scale_but_not_a_turn(tool):

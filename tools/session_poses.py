@@ -4,10 +4,11 @@ Each scene is cut into 8-frame clips (stride 1, as a deployed session sees its f
 later frame's pose relative to the clip's first is read from the camera head, and solved by PnP
 (OpenCV, RANSAC) from the first frame's predicted depth and patch correspondences to it: the
 ground-truth ones, the same with Gaussian noise of `--noise` pixels, and, for a training run
-with `--correspondence`, those of its flow readout. If the ground-truth correspondences give
-poses far better than the head's, the depth is good enough and what the poses lack is precise
-matching. Errors: mean rotation error, and translation error after one least-squares scale per
-clip, relative to the true translation. Results: docs/training-experiments.md.
+with `--correspondence`, those of its flow readout (the flow head, for runs that had one). If
+the ground-truth correspondences give poses far better than the head's, the depth is good enough
+and what the poses lack is precise matching. Errors: mean rotation error, and translation error
+after one least-squares scale per clip, relative to the true translation. Results:
+docs/training-experiments.md.
 
     python tools/session_poses.py out/train/fine out/heldout/scenes/* --noise 0.5 1 2
 """
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Iterator
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -24,15 +24,16 @@ import torch
 from safetensors.torch import load_file
 from scipy.spatial.transform import Rotation
 
-from vggt_ros.checkpoints import load_model
 from vggt_ros.model import StreamVGGT
 from vggt_ros.model.geometry import pose_encoding_to_extri_intri
 from vggt_ros.pose_from_matches import solve_pnp
-from vggt_ros.training.correspondence import CorrespondenceLoss
+from vggt_ros.stream_types import FLOW_HEAD
 from vggt_ros.training.data import PATCH_SIZE, BagTopics, Clip, make_clip, read_frames
+from vggt_ros.training.flow_head import load_without_flow_head
 from vggt_ros.training.train import READOUT_PREFIX, STATE_FILE, WEIGHTS_FILE
 
 SESSION = 8  # frames between re-anchorings in config/small.yaml
+READOUT = READOUT_PREFIX + 'flow_readout.'
 
 
 def clip_errors(estimates: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
@@ -45,24 +46,23 @@ def clip_errors(estimates: np.ndarray, truth: np.ndarray) -> tuple[float, float]
     return rotation, float(np.linalg.norm(scale * estimated - true) / np.linalg.norm(true))
 
 
-def load_run(run: Path) -> tuple[StreamVGGT, CorrespondenceLoss | None]:
-    """A vggt-train output folder's model, and its flow readout where the run trained one."""
-    model = load_model(run / WEIGHTS_FILE, 'small')
+def load_run(run: Path) -> tuple[StreamVGGT, bool]:
+    """A vggt-train output folder's model, with its flow readout as the flow head where the run
+    trained one (whether it did)."""
+    model = load_without_flow_head(run / WEIGHTS_FILE, 'small')  # runs from before the head
     readout = {
-        key.removeprefix(READOUT_PREFIX): value
+        key.removeprefix(READOUT): value
         for key, value in load_file(run / STATE_FILE).items()
-        if key.startswith(READOUT_PREFIX)
+        if key.startswith(READOUT)
     }
-    if not readout:
-        return model, None
-    correspondence = CorrespondenceLoss(model, ())
-    correspondence.load_state_dict(readout)
-    return model, correspondence
+    if readout:
+        model.flow_head.proj.load_state_dict(readout)
+    return model, bool(readout)
 
 
 def scene_errors(
     model: StreamVGGT,
-    readout: CorrespondenceLoss | None,
+    readout: bool,
     bag: Path,
     noise: list[float],
     rng: np.random.Generator,
@@ -79,7 +79,7 @@ def scene_errors(
 
 def clip_errors_by_source(
     model: StreamVGGT,
-    readout: CorrespondenceLoss | None,
+    readout: bool,
     clip: Clip,
     K: np.ndarray,
     noise: list[float],
@@ -87,8 +87,7 @@ def clip_errors_by_source(
 ) -> Iterator[tuple[str, tuple[float, float]]]:
     """(pose source, its clip_errors) for one clip; a frame PnP finds no pose for keeps the
     head's."""
-    with torch.no_grad(), readout.recording() if readout else nullcontext():
-        out = model.forward_causal(clip.images, 'fp32', ('camera', 'depth'))
+    out = model.forward_causal(clip.images, 'fp32', ('camera', 'depth', *[FLOW_HEAD] * readout))
     size = clip.images.shape[-2:]
     truth = _homogeneous(pose_encoding_to_extri_intri(clip.pose_enc, size)[0])[1:]
     head = _homogeneous(pose_encoding_to_extri_intri(out['pose_enc'], size)[0])[1:]
@@ -98,8 +97,8 @@ def clip_errors_by_source(
     for pixels in noise:
         noisy = clip.flow.numpy() + rng.normal(0, pixels / PATCH_SIZE, clip.flow.shape)
         sources[f'ground-truth matches ± {pixels:g} px'] = (noisy, matched)
-    if readout is not None:
-        sources['flow readout'] = (readout.flow().detach().numpy(), np.ones_like(matched))
+    if readout:
+        sources['flow readout'] = (out[FLOW_HEAD].numpy(), np.ones_like(matched))
     first_depth = out['depth'][0].numpy()
     for name, (flow, usable) in sources.items():
         solved = [

@@ -8,9 +8,10 @@ Two training-only terms, from the ground-truth matches of data.first_frame_match
 - flow: a linear readout of the last layer's patch tokens regresses where that point is in the
   first frame (L1, in patches), so the tokens come to carry the displacement a pose is made of.
 
-The model is untouched: hooks read the supervised attention's inputs and the aggregator's output
-while a training forward pass runs under `recording()`, and the readout is not part of the
-exported weights.
+Hooks read the supervised attention's inputs and the aggregator's output while a training
+forward pass runs under `recording()`. The readout is the model's flow head where the preset has
+one (model.heads.FlowHead, what `pose_source: matches` reads), so a run's weights carry it
+trained; for other presets it lives only in training.
 """
 
 from __future__ import annotations
@@ -36,7 +37,11 @@ class CorrespondenceLoss(nn.Module):
         super().__init__()
         aggregator = model.aggregator
         self.patch_start = aggregator.patch_start_idx
-        self.flow_readout = nn.Linear(2 * aggregator.camera_token.shape[-1], 2)
+        self.flow_readout = (
+            model.flow_head.proj
+            if model.flow_head is not None
+            else nn.Linear(2 * aggregator.camera_token.shape[-1], 2)
+        )
         self._attention_inputs: list[tuple[Attention, Tensor, RopeTables, Tensor]] = []
         self._tokens: dict[int, Tensor] = {}
         self._recording = False

@@ -5,8 +5,9 @@
 The head is linear in the last layer's patch tokens, so for a trained aggregator the best one is
 a least-absolute-deviations fit (ridge-regularised) of those tokens to the ground-truth matches
 (training.data.first_frame_matches) of clips drawn as training draws them. `vggt-train
---correspondence` trains a readout of the same form that shapes the tokens; the deployed head is
-fitted to the final ones at export, so a run's weights need nothing but its checkpoint.
+--correspondence` trains the head along with the aggregator; the fit after export makes it the
+best linear readout of the final tokens, and gives one to weights trained before the preset had
+a flow head (the shipped run's).
 """
 
 from __future__ import annotations

@@ -94,7 +94,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=(),
         metavar='BLOCKS',
         help='supervise one head of these global blocks (e.g. 0,1) with ground-truth matches to '
-        'the first frame, and a training-only flow readout (default: none)',
+        'the first frame, and a flow readout (the flow head where the preset has one; default: '
+        'none)',
     )
     parser.add_argument(
         '--depth-scale',
@@ -258,7 +259,7 @@ def save(
     args: argparse.Namespace,
     correspondence: CorrespondenceLoss | None = None,
 ) -> None:
-    """Weights, optimizer state (and the training-only readout) and progress (with what the
+    """Weights, optimizer state (and the flow readout) and progress (with what the
     export describes), each written whole before it replaces the last."""
     out = args.out
     state = optimizer.state_dict()
