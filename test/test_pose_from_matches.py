@@ -1,31 +1,58 @@
 """vggt_ros.pose_from_matches: a frame's pose from its patches' matches to the session's first
 frame and that frame's depth. True matches and depth give the true pose (by PnP, or the
 translation given the rotation); the translation survives a fifth of the matches being wrong;
-too few matches, or a model's NaN, give no answer rather than a guess or an exception."""
+too few matches, or a model's NaN, give no answer rather than a guess or an exception.
+Matches a pixel or two off are made sub-pixel in the images, and solve_pose then beats a head
+a few degrees off, but keeps a head's rotation that PnP disagrees with by far."""
 
 import numpy as np
 import pytest
+from scipy.spatial.transform import Rotation
 
-from vggt_ros.pose_from_matches import matched_points, solve_pnp, solve_translation
+from vggt_ros.pose_from_matches import (
+    FirstFrame,
+    grey,
+    head_matches,
+    matched_points,
+    refine_matches,
+    solve_pnp,
+    solve_pose,
+    solve_translation,
+)
 from vggt_ros.synthetic import make_sequence, write_bag
 from vggt_ros.training.data import PATCH_SIZE, BagTopics, make_clip, read_frames
 
 
 @pytest.fixture(scope='module')
-def session(tmp_path_factory):
-    """Frames 0 and 5 of a 24-frame walk (steps larger than the 120-frame scenes'): the true
-    matches of frame 5's patches, the first frame's true depth, K and camera_from_first."""
-    bag = write_bag(make_sequence('walk', 24, 224, 168), tmp_path_factory.mktemp('walk') / 'b')
+def walk(tmp_path_factory):
+    """Frames 0 and 5 of a 60-frame walk (steps twice the 120-frame scenes'): the true matches
+    of frame 5's patches, the first frame's true depth, K, camera_from_first, and the two grey
+    images as the model sees them (frame 5's, the first's)."""
+    bag = write_bag(make_sequence('walk', 60, 224, 168), tmp_path_factory.mktemp('walk') / 'b')
     frames = read_frames(bag, 112, BagTopics())
     clip = make_clip(frames, [0, 5])
     truth = np.linalg.inv(frames.poses[5]) @ frames.poses[0]
     first_depth = np.nan_to_num(frames.depths[0].numpy())  # metres, as the true pose
-    return clip.flow[1].numpy(), clip.matches[1].numpy() >= 0, first_depth, frames.K, truth
+    first, image = (grey((i.permute(1, 2, 0) * 255).round().byte().numpy()) for i in clip.images)
+    matched = clip.matches[1].numpy() >= 0
+    return clip.flow[1].numpy(), matched, first_depth, frames.K, truth, image, first
+
+
+@pytest.fixture(scope='module')
+def session(walk):
+    """flow, matched, first_depth, K, truth"""
+    return walk[:5]
+
+
+@pytest.fixture(scope='module')
+def images(walk):
+    """frame 5's grey image, the first's"""
+    return walk[5:]
 
 
 def test_pnp_on_true_matches_and_depth_gives_the_true_pose(session):
     flow, matched, depth, K, truth = session
-    pose = solve_pnp(flow, depth, K, PATCH_SIZE, matched)
+    pose = solve_pnp(*matched_points(flow, depth, K, PATCH_SIZE, matched), K)
     assert np.abs(pose[:3, :3] - truth[:3, :3]).max() < 1e-3
     # to the interpolation of the first frame's depth at the matches
     assert np.linalg.norm(pose[:3, 3] - truth[:3, 3]) < 0.01 * np.linalg.norm(truth[:3, 3])
@@ -56,7 +83,7 @@ def test_too_few_matches_give_no_pose(session):
     pixels, points = matched_points(flow, depth, K, PATCH_SIZE, few)
     assert len(points) == 5
     assert solve_translation(truth[:3, :3], pixels, points, K) is None
-    assert solve_pnp(flow, depth, K, PATCH_SIZE, few) is None
+    assert solve_pnp(pixels, points, K) is None
 
 
 def test_a_non_finite_rotation_or_k_gives_no_translation(session):
@@ -74,3 +101,34 @@ def test_matches_outside_the_first_frame_or_its_depth_are_dropped(session):
     holed[:] = np.nan
     assert len(matched_points(away, depth, K, PATCH_SIZE)[1]) == len(flow) - 1
     assert len(matched_points(flow, holed, K, PATCH_SIZE)[1]) == 0
+    assert len(matched_points(np.full_like(flow, np.nan), depth, K, PATCH_SIZE)[1]) == 0
+
+
+def test_refinement_makes_matches_two_pixels_off_sub_pixel(session, images):
+    flow, matched, depth, K, _ = session
+    noisy = flow + np.random.default_rng(0).normal(0, 2 / PATCH_SIZE, flow.shape)
+    here, there = head_matches(np.where(matched[:, None], noisy, np.nan), depth.shape, PATCH_SIZE)
+    true_there = head_matches(np.where(matched[:, None], flow, np.nan), depth.shape, PATCH_SIZE)[1]
+    refined_here, refined = refine_matches(*images, here, there, PATCH_SIZE)
+    assert len(refined) > 0.7 * len(here)
+    kept = (here[:, None] == refined_here[None]).all(-1).any(1)
+    assert np.median(np.linalg.norm(there - true_there, axis=1)) > 1.5
+    assert np.median(np.linalg.norm(refined - true_there[kept], axis=1)) < 0.5
+
+
+def test_solve_pose_beats_a_head_a_few_degrees_off_and_keeps_one_far_off(session, images):
+    flow, matched, depth, K, truth = session
+    noisy = flow + np.random.default_rng(1).normal(0, 1.5 / PATCH_SIZE, flow.shape)
+    noisy = np.where(matched[:, None], noisy, np.nan)
+    for degrees, solved in ((3, True), (30, False)):
+        head = truth.copy()
+        head[:3, :3] = Rotation.from_euler('y', degrees, degrees=True).as_matrix() @ truth[:3, :3]
+        image, first = images
+        pose, by_pnp = solve_pose(head, noisy, image, FirstFrame(first, depth), K, PATCH_SIZE)
+        error = Rotation.from_matrix(pose[:3, :3] @ truth[:3, :3].T).magnitude()
+        assert by_pnp == solved
+        if solved:
+            assert np.degrees(error) < 0.5
+            assert np.linalg.norm(pose[:3, 3] - truth[:3, 3]) < 0.1 * np.linalg.norm(truth[:3, 3])
+        else:
+            np.testing.assert_allclose(pose[:3, :3], head[:3, :3])

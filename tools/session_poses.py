@@ -4,7 +4,8 @@ Each scene is cut into 8-frame clips (stride 1, as a deployed session sees its f
 later frame's pose relative to the clip's first is read from the camera head, and solved by PnP
 (OpenCV, RANSAC) from the first frame's predicted depth and patch correspondences to it: the
 ground-truth ones, the same with Gaussian noise of `--noise` pixels, and, for a training run
-with `--correspondence`, those of its flow readout (the flow head, for runs that had one). If
+with `--correspondence`, those of its flow readout (the flow head, for runs that had one), raw
+and refined in the images (pose_from_matches.refine_matches). If
 the ground-truth correspondences give poses far better than the head's, the depth is good enough
 and what the poses lack is precise matching. Errors: mean rotation error, and translation error
 after one least-squares scale per clip, relative to the true translation. Results:
@@ -26,7 +27,13 @@ from scipy.spatial.transform import Rotation
 
 from vggt_ros.model import StreamVGGT
 from vggt_ros.model.geometry import pose_encoding_to_extri_intri
-from vggt_ros.pose_from_matches import solve_pnp
+from vggt_ros.pose_from_matches import (
+    FirstFrame,
+    grey,
+    matched_points,
+    refined_points,
+    solve_pnp,
+)
 from vggt_ros.stream_types import FLOW_HEAD
 from vggt_ros.training.data import PATCH_SIZE, BagTopics, Clip, make_clip, read_frames
 from vggt_ros.training.flow_head import load_without_flow_head
@@ -100,10 +107,23 @@ def clip_errors_by_source(
     if readout:
         sources['flow readout'] = (out[FLOW_HEAD].numpy(), np.ones_like(matched))
     first_depth = out['depth'][0].numpy()
-    for name, (flow, usable) in sources.items():
-        solved = [
-            solve_pnp(flow[k], first_depth, K, PATCH_SIZE, usable[k]) for k in range(1, len(flow))
+    lifted = {
+        name: [
+            matched_points(f, first_depth, K, PATCH_SIZE, u)
+            for f, u in zip(flow, usable, strict=True)
         ]
+        for name, (flow, usable) in sources.items()
+    }
+    if readout:
+        greys = [
+            grey((image.permute(1, 2, 0) * 255).round().byte().numpy()) for image in clip.images
+        ]
+        lifted['flow readout, refined'] = [
+            refined_points(flow, image, FirstFrame(greys[0], first_depth), K, PATCH_SIZE)
+            for flow, image in zip(out[FLOW_HEAD].numpy(), greys, strict=True)
+        ]
+    for name, matches in lifted.items():
+        solved = [solve_pnp(*pixels_points, K) for pixels_points in matches[1:]]
         poses = [h if s is None else s for s, h in zip(solved, head, strict=True)]
         yield f'PnP, {name}', clip_errors(np.stack(poses), truth)
 

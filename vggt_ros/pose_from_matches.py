@@ -1,18 +1,23 @@
 """Camera poses from matches to the session's first frame and that frame's depth (no ROS).
 
 The flow head says where the point at each patch centre of a frame is in the session's first
-frame, and the first frame's predicted depth lifts those points to 3-D. Two solvers:
+frame, about 1.4 px off at 112 px; Lucas-Kanade in the two images, started there, makes most
+of them sub-pixel (refine_matches), and the first frame's predicted depth lifts them to 3-D
+(lift). Solvers:
 
-- solve_translation: the camera's rotation given (the camera head's, smooth frame to frame), the
-  translation that makes the points project onto the patch centres; linear, robustly weighted.
-  What the Reconstructor uses (pose_source: matches).
-- solve_pnp: the whole pose by PnP (OpenCV, RANSAC, then Levenberg-Marquardt on the inliers),
-  which tools/session_poses.py uses to measure how far exact matches would take the poses.
+- solve_pnp: the whole pose by PnP (OpenCV, RANSAC, then Levenberg-Marquardt on the inliers).
+- solve_translation: the camera's rotation given (the camera head's), the translation that
+  makes the points project onto their pixels; linear, robustly weighted.
+- solve_pose: what the Reconstructor uses (pose_source: matches): PnP on the refined matches
+  where there are enough and it agrees with the head, else the head's rotation and a solved
+  translation.
 
 Results: docs/training-experiments.md, "Poses from matches".
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -21,6 +26,21 @@ MIN_MATCHES = 6  # EPnP's minimum, and the fewest inliers a pose is accepted fro
 RANSAC_PIXELS = 3.0  # about a quarter of a patch at the small model's 112 px
 ROBUST_ITERATIONS = 10
 HUBER_MEDIANS = 1.5  # residuals beyond this many median residuals weigh less (Huber)
+# PnP needs this many refined matches on depth (chosen on validation worlds 1,000,010-11)
+MIN_REFINED = 16
+HEAD_AGREEMENT = 10.0  # [deg] PnP's rotation this close to the head's (a session's are 2-5° apart)
+REFINE_WINDOW = 9  # Lucas-Kanade window [px] at the model's resolution
+REFINE_LEVELS = 1  # pyramid levels above the image: the flow head's guess is a pixel or two off
+REFINE_ROUND_TRIP = 0.5  # [px] a refined match must track back to its patch centre this closely
+REFINE_REACH = 3 / 7  # [patches] and stay this close to the flow head's guess (6 px at 14 px)
+
+
+@dataclass(frozen=True)
+class FirstFrame:
+    """What poses from matches need of a session's first frame."""
+
+    image: np.ndarray  # HxW uint8 grey (see grey)
+    depth: np.ndarray  # HxW predicted depth
 
 
 def patch_centres(height: int, width: int, patch_size: int) -> np.ndarray:
@@ -33,6 +53,70 @@ def patch_centres(height: int, width: int, patch_size: int) -> np.ndarray:
     return np.stack([u.ravel(), v.ravel()], -1).astype(np.float64)
 
 
+def head_matches(
+    flow: np.ndarray, shape: tuple[int, int], patch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The flow head's matches: [N, 2] patch centres of a frame of `shape` and [N, 2] where the
+    head puts them in the first frame (flow [P, 2] in patches); non-finite ones left out."""
+    here = patch_centres(*shape, patch_size)
+    there = here + patch_size * np.asarray(flow, np.float64)
+    finite = np.isfinite(there).all(1)
+    return here[finite], there[finite]
+
+
+def refine_matches(
+    image: np.ndarray,
+    first_image: np.ndarray,
+    here: np.ndarray,
+    there: np.ndarray,
+    patch_size: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Matches (here, there: [N, 2] pixels) made sub-pixel by pyramidal Lucas-Kanade (OpenCV)
+    from this frame's grey image to the first frame's, each started at its guess; only the kept.
+
+    A match is kept where the tracker converges, tracks back to where it started within
+    REFINE_ROUND_TRIP and stays within REFINE_REACH of the guess: textureless and occluded ones
+    are dropped. The flow head alone is about 1.4 px off at 112 px, the refined matches about
+    0.1 px on textured scenes (docs/training-experiments.md).
+    """
+    start, guess = here.astype(np.float32)[:, None], there.astype(np.float32)[:, None]
+    track = {
+        'winSize': (REFINE_WINDOW, REFINE_WINDOW),
+        'maxLevel': REFINE_LEVELS,
+        'flags': cv2.OPTFLOW_USE_INITIAL_FLOW,
+    }
+    tracked, found, _ = cv2.calcOpticalFlowPyrLK(image, first_image, start, guess.copy(), **track)
+    back, found_back, _ = cv2.calcOpticalFlowPyrLK(
+        first_image, image, tracked, start.copy(), **track
+    )
+    kept = (found[:, 0] == 1) & (found_back[:, 0] == 1)
+    kept &= np.linalg.norm(back - start, axis=-1)[:, 0] < REFINE_ROUND_TRIP
+    kept &= np.linalg.norm(tracked - guess, axis=-1)[:, 0] < REFINE_REACH * patch_size
+    return here[kept], tracked[kept, 0].astype(np.float64)
+
+
+def grey(image: np.ndarray) -> np.ndarray:
+    """HxWx3 uint8 RGB -> HxW uint8 grey, what refine_matches tracks in."""
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+
+
+def lift(
+    here: np.ndarray, there: np.ndarray, first_depth: np.ndarray, K: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The matches that land on valid first-frame depth: their [N, 2] pixels in this frame and
+    [N, 3] points in the first camera's frame, lifted with `first_depth` through K."""
+    height, width = first_depth.shape
+    inside = (there >= 0).all(1) & (there[:, 0] <= width - 1) & (there[:, 1] <= height - 1)
+    here, there = here[inside], there[inside].astype(np.float32)
+    if not len(there):  # cv2.remap refuses an empty map
+        return np.empty((0, 2)), np.empty((0, 3))
+    depth = cv2.remap(
+        first_depth.astype(np.float32), there[:, :1], there[:, 1:], cv2.INTER_LINEAR
+    ).reshape(-1)
+    valid = np.isfinite(depth) & (depth > 0)
+    return here[valid], _rays(there[valid].astype(np.float64), K) * depth[valid, None]
+
+
 def matched_points(
     flow: np.ndarray,
     first_depth: np.ndarray,
@@ -40,22 +124,19 @@ def matched_points(
     patch_size: int,
     usable: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The matches that land on valid first-frame depth: [N, 2] patch centres of this frame and
-    [N, 3] the matched points in the first camera's frame, lifted with `first_depth` through K."""
-    height, width = first_depth.shape
-    here = patch_centres(height, width, patch_size)
-    there = here + patch_size * np.asarray(flow, np.float64)
-    keep = np.isfinite(there).all(1) & (there >= 0).all(1)
-    keep &= (there[:, 0] <= width - 1) & (there[:, 1] <= height - 1)
+    """The patch centres' flow-head matches (those `usable` [P]) lifted (see lift)."""
     if usable is not None:
-        keep &= usable
-    there = there[keep].astype(np.float32)
-    depth = cv2.remap(
-        first_depth.astype(np.float32), there[:, :1], there[:, 1:], cv2.INTER_LINEAR
-    ).reshape(-1)
-    valid = np.isfinite(depth) & (depth > 0)
-    here, there, depth = here[keep][valid], there[valid].astype(np.float64), depth[valid]
-    return here, _rays(there, K) * depth[:, None]
+        flow = np.where(np.asarray(usable)[:, None], flow, np.nan)
+    return lift(*head_matches(flow, first_depth.shape, patch_size), first_depth, K)
+
+
+def refined_points(
+    flow: np.ndarray, image: np.ndarray, first: FirstFrame, K: np.ndarray, patch_size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The flow head's matches of a frame (grey `image`) refined in the images (refine_matches)
+    and lifted (lift): [N, 2] pixels and [N, 3] points in the first camera's frame."""
+    here, there = head_matches(flow, image.shape, patch_size)
+    return lift(*refine_matches(image, first.image, here, there, patch_size), first.depth, K)
 
 
 def solve_translation(
@@ -88,34 +169,61 @@ def solve_translation(
     return t if np.isfinite(t).all() else None
 
 
-def solve_pnp(
-    flow: np.ndarray,
-    first_depth: np.ndarray,
-    K: np.ndarray,
-    patch_size: int,
-    usable: np.ndarray | None = None,
-) -> np.ndarray | None:
-    """camera_from_first (4x4) of a frame whose patch centres show the first frame's points at
-    `flow` [P, 2] (in patches from each centre), lifted with `first_depth` [H, W] through K; None
-    where fewer than MIN_MATCHES usable matches land on valid depth or RANSAC finds no pose.
-    The translation is in the units of `first_depth`."""
-    here, points = matched_points(flow, first_depth, K, patch_size, usable)
+def solve_pnp(pixels: np.ndarray, points: np.ndarray, K: np.ndarray) -> np.ndarray | None:
+    """camera_from_first (4x4) of a frame that sees the first camera's `points` [N, 3] at
+    `pixels` [N, 2]: PnP (RANSAC, then Levenberg-Marquardt on the inliers); None with fewer
+    than MIN_MATCHES points or inliers. The translation is in the units of the points."""
     if len(points) < MIN_MATCHES:
         return None
     found, rvec, tvec, inliers = cv2.solvePnPRansac(
-        points, here, K, None, reprojectionError=RANSAC_PIXELS, flags=cv2.SOLVEPNP_EPNP
+        points, pixels, K, None, reprojectionError=RANSAC_PIXELS, flags=cv2.SOLVEPNP_EPNP
     )
     if not found or inliers is None or len(inliers) < MIN_MATCHES:
         return None
     inliers = inliers[:, 0]
     _, rvec, tvec = cv2.solvePnP(
-        points[inliers], here[inliers], K, None, rvec, tvec, True, cv2.SOLVEPNP_ITERATIVE
+        points[inliers], pixels[inliers], K, None, rvec, tvec, True, cv2.SOLVEPNP_ITERATIVE
     )
     if not (np.isfinite(rvec).all() and np.isfinite(tvec).all()):
         return None
     pose = np.eye(4)
     pose[:3, :3], pose[:3, 3] = cv2.Rodrigues(rvec)[0], tvec[:, 0]
     return pose
+
+
+def solve_pose(
+    predicted: np.ndarray,
+    flow: np.ndarray,
+    image: np.ndarray,
+    first: FirstFrame,
+    K: np.ndarray,
+    patch_size: int,
+) -> tuple[np.ndarray, bool]:
+    """camera_from_first of a frame (grey `image`) from its flow head's matches to the
+    session's first frame, and whether PnP gave it.
+
+    By PnP on the refined matches (refine_matches) where at least MIN_REFINED of them land on
+    depth and the result is within HEAD_AGREEMENT of the `predicted` rotation (camera_from_first:
+    the camera head's, corrected by the session's last PnP pose): fewer matches leave PnP free
+    to trade rotation for translation. Otherwise the predicted rotation, with the translation
+    solved from the head's matches (chosen on validation worlds 1,000,010-11 over the refined
+    ones); with too few of those, the predicted pose.
+    """
+    refined = refined_points(flow, image, first, K, patch_size)
+    pose = solve_pnp(*refined, K) if len(refined[0]) >= MIN_REFINED else None
+    if pose is not None and _angle(pose[:3, :3] @ predicted[:3, :3].T) <= HEAD_AGREEMENT:
+        return pose, True
+    pose = predicted.copy()
+    pixels, points = matched_points(flow, first.depth, K, patch_size)
+    translation = solve_translation(pose[:3, :3], pixels, points, K)
+    if translation is not None:
+        pose[:3, 3] = translation
+    return pose, False
+
+
+def _angle(rotation: np.ndarray) -> float:
+    """[deg] of a rotation matrix."""
+    return float(np.degrees(np.arccos(np.clip((np.trace(rotation) - 1) / 2, -1, 1))))
 
 
 def _rays(pixels: np.ndarray, K: np.ndarray) -> np.ndarray:

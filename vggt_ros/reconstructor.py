@@ -21,7 +21,7 @@ from vggt_ros.frame_size import check_image_width, model_size, resized_height
 from vggt_ros.model import StreamVGGT
 from vggt_ros.model.geometry import pose_encoding_to_extri_intri, to_homogeneous
 from vggt_ros.model.merging import MergingConfig
-from vggt_ros.pose_from_matches import matched_points, solve_translation
+from vggt_ros.pose_from_matches import FirstFrame, grey, solve_pose
 from vggt_ros.stream_types import FLOW_HEAD, RECONSTRUCTOR_HEADS, FrameResult, SessionOptions
 
 
@@ -67,9 +67,9 @@ class Reconstructor:
     """Streams frames through a StreamVGGT session; `reset()` starts a new world.
 
     Poses come from the camera head. With the flow head among the session's heads, the world is
-    the session's first camera, and each later frame keeps the head's rotation in it while its
-    translation is solved from the frame's matches to the first frame and that frame's depth
-    (pose_from_matches); a frame with too few matches keeps the head's translation too.
+    the session's first camera, and each later frame's pose in it is solved from the frame's
+    matches to the first frame, refined in the two images, and that frame's depth
+    (pose_from_matches.solve_pose), falling back to the head's rotation.
     """
 
     def __init__(
@@ -94,9 +94,10 @@ class Reconstructor:
         # The session owns autocast (aggregator in bf16/fp16 on GPU, heads always fp32).
         self.session = model.new_session(options)
         self.frame_index = 0
-        # The session's first frame, for poses from matches: its depth and head's extrinsic.
-        self._first_depth: np.ndarray | None = None
+        # The session's first frame, for poses from matches, and the head's extrinsic of it.
+        self._first: FirstFrame | None = None
         self._first_extrinsic = np.eye(4)
+        self._head_correction = np.eye(3)  # the session's last PnP rotation from the head's
 
     @classmethod
     def from_checkpoint(
@@ -177,9 +178,12 @@ class Reconstructor:
             return out[name].detach().float().reshape(height, width, *trailing).cpu().numpy()
 
         depth = hw('depth')
+        colours = image.permute(1, 2, 0).mul(255).round().to(torch.uint8).cpu().numpy()
         if FLOW_HEAD in out:
             flow = out[FLOW_HEAD].detach().float().cpu().numpy()
-            camera_from_world = self._pose_from_matches(camera_from_world, flow, depth, K.numpy())
+            camera_from_world = self._pose_from_matches(
+                camera_from_world, flow, grey(colours), depth, K.numpy()
+            )
         return FrameResult(
             frame_index=self.frame_index,
             stamp=stamp,
@@ -188,23 +192,34 @@ class Reconstructor:
             K=K.numpy(),
             depth=depth,
             confidence=hw('depth_conf'),
-            colours=image.permute(1, 2, 0).mul(255).round().to(torch.uint8).cpu().numpy(),
+            colours=colours,
             world_points=hw('world_points', 3),
             world_points_conf=hw('world_points_conf'),
             pose_enc=pose_enc.numpy(),
         )
 
     def _pose_from_matches(
-        self, extrinsic: np.ndarray, flow: np.ndarray, depth: np.ndarray, K: np.ndarray
+        self,
+        extrinsic: np.ndarray,
+        flow: np.ndarray,
+        image: np.ndarray,
+        depth: np.ndarray,
+        K: np.ndarray,
     ) -> np.ndarray:
-        """camera_from_first of this frame: the head's rotation relative to the first frame's,
-        and the translation solved from the matches where there are enough."""
+        """camera_from_first of this frame (grey `image`), from its matches to the first frame
+        refined in the two images (pose_from_matches.solve_pose). The head's rotation is
+        predicted through the correction PnP last made to it, so that a frame with too few
+        matches for PnP goes on from the session's last PnP pose rather than jumping back to
+        the head's."""
         if self.frame_index == 0:
-            self._first_depth, self._first_extrinsic = depth, extrinsic
+            self._first, self._first_extrinsic = FirstFrame(image, depth), extrinsic
+            self._head_correction = np.eye(3)
             return np.eye(4)
-        pose = extrinsic @ np.linalg.inv(self._first_extrinsic)
-        pixels, points = matched_points(flow, self._first_depth, K, self.model.config.patch_size)
-        translation = solve_translation(pose[:3, :3], pixels, points, K)
-        if translation is not None:
-            pose[:3, 3] = translation
+        head_pose = extrinsic @ np.linalg.inv(self._first_extrinsic)
+        predicted = head_pose.copy()
+        predicted[:3, :3] = self._head_correction @ head_pose[:3, :3]
+        patch_size = self.model.config.patch_size
+        pose, by_pnp = solve_pose(predicted, flow, image, self._first, K, patch_size)
+        if by_pnp:
+            self._head_correction = pose[:3, :3] @ head_pose[:3, :3].T
         return pose
