@@ -205,10 +205,10 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec(
         'pose_source',
         'camera_head',
-        "Where poses come from: camera_head (the model's), or matches: the camera head's "
-        "rotation, and the translation solved from the flow head's matches to the session's "
-        "first frame and that frame's depth (models with a flow head only, such as small; "
-        'config/small.yaml sets it).',
+        "Where poses come from: camera_head (the model's), or matches: PnP on the flow head's "
+        "matches to the session's first frame, refined in the images, and that frame's depth, "
+        "with the camera head's rotation where they are too few (models with a flow head "
+        'only, such as small; config/small.yaml sets it).',
         choices=POSE_SOURCES,
     ),
     ParameterSpec(
