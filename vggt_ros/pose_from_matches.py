@@ -29,6 +29,7 @@ HUBER_MEDIANS = 1.5  # residuals beyond this many median residuals weigh less (H
 # PnP needs this many refined matches on depth (chosen on validation worlds 1,000,010-11)
 MIN_REFINED = 16
 HEAD_AGREEMENT = 10.0  # [deg] PnP's rotation this close to the head's (a session's are 2-5° apart)
+REFINED_RANSAC_PIXELS = 1.0  # for refined matches, 0.1-0.2 px off (0.5 px: level on validation)
 REFINE_WINDOW = 9  # Lucas-Kanade window [px] at the model's resolution
 REFINE_LEVELS = 1  # pyramid levels above the image: the flow head's guess is a pixel or two off
 REFINE_ROUND_TRIP = 0.5  # [px] a refined match must track back to its patch centre this closely
@@ -169,14 +170,20 @@ def solve_translation(
     return t if np.isfinite(t).all() else None
 
 
-def solve_pnp(pixels: np.ndarray, points: np.ndarray, K: np.ndarray) -> np.ndarray | None:
+def solve_pnp(
+    pixels: np.ndarray,
+    points: np.ndarray,
+    K: np.ndarray,
+    ransac_pixels: float = RANSAC_PIXELS,
+) -> np.ndarray | None:
     """camera_from_first (4x4) of a frame that sees the first camera's `points` [N, 3] at
-    `pixels` [N, 2]: PnP (RANSAC, then Levenberg-Marquardt on the inliers); None with fewer
-    than MIN_MATCHES points or inliers. The translation is in the units of the points."""
+    `pixels` [N, 2]: PnP (RANSAC with inliers within `ransac_pixels`, then Levenberg-Marquardt
+    on the inliers); None with fewer than MIN_MATCHES points or inliers. The translation is in
+    the units of the points."""
     if len(points) < MIN_MATCHES:
         return None
     found, rvec, tvec, inliers = cv2.solvePnPRansac(
-        points, pixels, K, None, reprojectionError=RANSAC_PIXELS, flags=cv2.SOLVEPNP_EPNP
+        points, pixels, K, None, reprojectionError=ransac_pixels, flags=cv2.SOLVEPNP_EPNP
     )
     if not found or inliers is None or len(inliers) < MIN_MATCHES:
         return None
@@ -210,7 +217,8 @@ def solve_pose(
     ones); with too few of those, the predicted pose.
     """
     refined = refined_points(flow, image, first, K, patch_size)
-    pose = solve_pnp(*refined, K) if len(refined[0]) >= MIN_REFINED else None
+    enough = len(refined[0]) >= MIN_REFINED
+    pose = solve_pnp(*refined, K, REFINED_RANSAC_PIXELS) if enough else None
     if pose is not None and _angle(pose[:3, :3] @ predicted[:3, :3].T) <= HEAD_AGREEMENT:
         return pose, True
     pose = predicted.copy()
