@@ -1,8 +1,9 @@
 """The shipped small model: it loads without a checkpoint, in its deployed configuration, and on a
-held-out world it reads depth from the images and moves the camera the right way.
+held-out world it reads depth from the images and moves the camera the right way; on its walk
+the poses meet the pose half of issue 14's goal (ATE <= 0.1x a static camera's).
 
-What is asserted is what the shipped model reaches, not yet the goal of issue 14 (AbsRel <= 0.20
-and no worse than the scene's mean depth image; ATE <= 0.1x a static camera's): see
+What is asserted is what the shipped model reaches, not yet the whole goal on every scene
+(AbsRel <= 0.20 and no worse than the scene's mean depth image, too): see
 vggt_ros/weights/README.md for where it stands."""
 
 import numpy as np
@@ -63,6 +64,12 @@ def test_on_a_held_out_world_the_camera_moves_as_the_truth_does(rows):
     for row in rows:  # after Sim(3), a camera that stays put scores the spread of the truth;
         # measured 0.10-0.40 of it over these 24 frames
         assert row['ate_rmse'] < 0.6 * row['baseline_static_camera_ate'], row['scene']
+
+
+def test_on_a_held_out_walk_the_poses_meet_the_goal(rows):
+    (walk,) = [row for row in rows if row['scene'].startswith('walk')]
+    # measured 0.048 over these 24 frames (its depth, 0.063, misses the mean depth image's 0.048)
+    assert walk['goal']['poses'], walk['ate_rmse'] / walk['baseline_static_camera_ate']
 
 
 def test_on_a_held_out_walk_poses_from_matches_turn_as_the_truth_does(tmp_path):
