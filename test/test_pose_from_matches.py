@@ -93,6 +93,14 @@ def test_a_non_finite_rotation_or_k_gives_no_translation(session):
     assert solve_translation(truth[:3, :3], pixels, points, np.full((3, 3), np.nan)) is None
 
 
+def test_a_non_finite_prediction_is_returned_as_it_is_not_raised(session, images):
+    flow, _, depth, K, _ = session
+    image, first = images
+    predicted = np.full((4, 4), np.nan)
+    pose, by_pnp = solve_pose(predicted, flow, image, FirstFrame(first, depth), K, PATCH_SIZE)
+    assert not by_pnp and np.isnan(pose).all()
+
+
 def test_matches_outside_the_first_frame_or_its_depth_are_dropped(session):
     flow, matched, depth, K, _ = session
     away = flow.copy()

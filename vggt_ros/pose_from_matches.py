@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 MIN_MATCHES = 6  # EPnP's minimum, and the fewest inliers a pose is accepted from
 RANSAC_PIXELS = 3.0  # about a quarter of a patch at the small model's 112 px
@@ -213,25 +214,22 @@ def solve_pose(
     depth and the result is within HEAD_AGREEMENT of the `predicted` rotation (camera_from_first:
     the camera head's, corrected by the session's last PnP pose): fewer matches leave PnP free
     to trade rotation for translation. Otherwise the predicted rotation, with the translation
-    solved from the head's matches (chosen on validation worlds 1,000,010-11 over the refined
-    ones); with too few of those, the predicted pose.
+    solved from the flow head's unrefined matches (chosen on validation worlds 1,000,010-11
+    over the refined ones); with too few of those, the predicted pose.
     """
     refined = refined_points(flow, image, first, K, patch_size)
     enough = len(refined[0]) >= MIN_REFINED
     pose = solve_pnp(*refined, K, REFINED_RANSAC_PIXELS) if enough else None
-    if pose is not None and _angle(pose[:3, :3] @ predicted[:3, :3].T) <= HEAD_AGREEMENT:
-        return pose, True
+    if pose is not None and np.isfinite(predicted).all():  # a model's NaN: no check, no PnP
+        disagreement = Rotation.from_matrix(pose[:3, :3] @ predicted[:3, :3].T).magnitude()
+        if np.degrees(disagreement) <= HEAD_AGREEMENT:
+            return pose, True
     pose = predicted.copy()
     pixels, points = matched_points(flow, first.depth, K, patch_size)
     translation = solve_translation(pose[:3, :3], pixels, points, K)
     if translation is not None:
         pose[:3, 3] = translation
     return pose, False
-
-
-def _angle(rotation: np.ndarray) -> float:
-    """[deg] of a rotation matrix."""
-    return float(np.degrees(np.arccos(np.clip((np.trace(rotation) - 1) / 2, -1, 1))))
 
 
 def _rays(pixels: np.ndarray, K: np.ndarray) -> np.ndarray:
