@@ -19,6 +19,7 @@ from vggt_ros.pose_from_matches import (
     solve_pose,
     solve_translation,
 )
+from vggt_ros.reconstructor import to_rgb8
 from vggt_ros.synthetic import make_sequence, write_bag
 from vggt_ros.training.data import PATCH_SIZE, BagTopics, make_clip, read_frames
 
@@ -33,7 +34,7 @@ def walk(tmp_path_factory):
     clip = make_clip(frames, [0, 5])
     truth = np.linalg.inv(frames.poses[5]) @ frames.poses[0]
     first_depth = np.nan_to_num(frames.depths[0].numpy())  # metres, as the true pose
-    first, image = (grey((i.permute(1, 2, 0) * 255).round().byte().numpy()) for i in clip.images)
+    first, image = (grey(to_rgb8(i)) for i in clip.images)
     matched = clip.matches[1].numpy() >= 0
     return clip.flow[1].numpy(), matched, first_depth, frames.K, truth, image, first
 

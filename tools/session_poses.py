@@ -34,6 +34,7 @@ from vggt_ros.pose_from_matches import (
     refined_points,
     solve_pnp,
 )
+from vggt_ros.reconstructor import to_rgb8
 from vggt_ros.stream_types import FLOW_HEAD
 from vggt_ros.training.data import PATCH_SIZE, BagTopics, Clip, make_clip, read_frames
 from vggt_ros.training.flow_head import load_without_flow_head
@@ -115,9 +116,7 @@ def clip_errors_by_source(
         for name, (flow, usable) in sources.items()
     }
     if readout:
-        greys = [
-            grey((image.permute(1, 2, 0) * 255).round().byte().numpy()) for image in clip.images
-        ]
+        greys = [grey(to_rgb8(image)) for image in clip.images]
         lifted['flow readout, refined'] = [
             refined_points(flow, image, FirstFrame(greys[0], first_depth), K, PATCH_SIZE)
             for flow, image in zip(out[FLOW_HEAD].numpy(), greys, strict=True)

@@ -63,6 +63,12 @@ def preprocess(rgb: np.ndarray, image_width: int, device: torch.device | str = '
     return image[:, top : top + image_width]
 
 
+def to_rgb8(image: Tensor) -> np.ndarray:
+    """A model input [3, H, W] in [0, 1] (see `preprocess`) -> HxWx3 uint8 on the host: the
+    colours a FrameResult carries, and what poses from matches track in."""
+    return image.permute(1, 2, 0).mul(255).round().to(torch.uint8).cpu().numpy()
+
+
 class Reconstructor:
     """Streams frames through a StreamVGGT session; `reset()` starts a new world.
 
@@ -178,7 +184,7 @@ class Reconstructor:
             return out[name].detach().float().reshape(height, width, *trailing).cpu().numpy()
 
         depth = hw('depth')
-        colours = image.permute(1, 2, 0).mul(255).round().to(torch.uint8).cpu().numpy()
+        colours = to_rgb8(image)
         if FLOW_HEAD in out:
             flow = out[FLOW_HEAD].detach().float().cpu().numpy()
             camera_from_world = self._pose_from_matches(

@@ -41,8 +41,8 @@ def fit_flow_head(
     max_stride: int = 4,
     seed: int = 0,
 ) -> int:
-    """Set model.flow_head to the least-squares fit over `clips` clips from `bags` (each bag
-    read once, clips spread evenly over them); the number of matches fitted."""
+    """Set model.flow_head to the least-absolute-deviations fit over `clips` clips from `bags`
+    (each bag read once, clips spread evenly over them); the number of matches fitted."""
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(bags), size=min(clips, len(bags)), replace=False)
     per_bag = np.full(len(chosen), clips // len(chosen))
