@@ -9,6 +9,8 @@ vggt_ros/weights/README.md for where it stands."""
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from safetensors.torch import load_file
 from scipy.spatial.transform import Rotation
 
@@ -72,19 +74,36 @@ def test_on_a_held_out_walk_the_poses_meet_the_goal(rows):
     assert walk['goal']['poses'], walk['ate_rmse'] / walk['baseline_static_camera_ate']
 
 
-def test_on_a_held_out_walk_poses_from_matches_turn_as_the_truth_does(tmp_path):
+@pytest.fixture(scope='module')
+def walk(tmp_path_factory):
+    """The first 12 frames of the held-out test world's walk, as the deployed model sees them."""
+    folder = tmp_path_factory.mktemp('walk')
+    bags = write_scenes(folder, TEST_SEEDS, 12, heldout.WIDTH, heldout.HEIGHT, False, 'held-out')
+    return read_frames(next(bag for bag in bags if bag.name.startswith('walk')), 112, BagTopics())
+
+
+@pytest.fixture(scope='module')
+def deployed():
+    """A Reconstructor factory: the shipped model in config/small.yaml, with `changes`."""
+    values = {**params.DEFAULTS, **params.read_params_file(heldout.CONFIG)}
+    model = load_model(None, 'small')
+
+    def reconstructor(**changes) -> Reconstructor:
+        options = params.session_options({**values, **changes})
+        return Reconstructor(model, image_width=values['image_width'], options=options)
+
+    return reconstructor
+
+
+def test_on_a_held_out_walk_poses_from_matches_turn_as_the_truth_does(walk, deployed):
     """Within one 8-frame session, PnP on the refined matches (pose_source: matches, as
     deployed) turns the camera far closer to the truth than the camera head does."""
-    bags = write_scenes(tmp_path, TEST_SEEDS, 8, heldout.WIDTH, heldout.HEIGHT, False, 'held-out')
-    frames = read_frames(next(bag for bag in bags if bag.name.startswith('walk')), 112, BagTopics())
-    truth = [np.linalg.inv(pose) @ frames.poses[0] for pose in frames.poses]  # camera_from_first
-    deployed = {**params.DEFAULTS, **params.read_params_file(heldout.CONFIG)}
-    model = load_model(None, 'small')
+    images, poses_true = walk.images[:8], walk.poses[:8]
+    truth = [np.linalg.inv(pose) @ poses_true[0] for pose in poses_true]  # camera_from_first
     errors = {}
     for source in params.POSE_SOURCES:
-        options = params.session_options({**deployed, 'pose_source': source})
-        reconstructor = Reconstructor(model, image_width=deployed['image_width'], options=options)
-        poses = [reconstructor.step_image(image).camera_from_world for image in frames.images]
+        reconstructor = deployed(pose_source=source)
+        poses = [reconstructor.step_image(image).camera_from_world for image in images]
         errors[source] = np.mean(
             [
                 Rotation.from_matrix(
@@ -94,3 +113,32 @@ def test_on_a_held_out_walk_poses_from_matches_turn_as_the_truth_does(tmp_path):
             ]
         )
     assert errors['matches'] < 0.5 * errors['camera_head'], errors
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.sampled_from(['frame'] * 4 + ['bad', 'reset']), min_size=1, max_size=14))
+def test_poses_from_matches_through_bad_frames_and_resets(walk, deployed, events):
+    """At the deployed size PnP runs; a bad frame (rejected before the model) changes nothing, so
+    the poses equal those of a twin that never saw one, and after each reset the next frame is
+    the origin again; every pose is finite. Frames move on along the walk across resets."""
+    tested, twin = deployed(), deployed()
+    frames = iter(walk.images)
+    first = True
+    for event in events:
+        if event == 'reset':
+            tested.reset()
+            twin.reset()
+            first = True
+        elif event == 'bad':
+            with pytest.raises(ValueError):
+                tested.step(np.zeros((84, 112), np.uint8))  # no colour channels
+        else:
+            image = next(frames, None)
+            if image is None:
+                break
+            pose = tested.step_image(image).camera_from_world
+            np.testing.assert_array_equal(pose, twin.step_image(image).camera_from_world)
+            assert np.isfinite(pose).all()
+            if first:
+                np.testing.assert_allclose(pose, np.eye(4))
+            first = False
