@@ -2,8 +2,9 @@
 frame and that frame's depth. True matches and depth give the true pose (by PnP, or the
 translation given the rotation); the translation survives a fifth of the matches being wrong;
 too few matches, or a model's NaN, give no answer rather than a guess or an exception.
-Matches a pixel or two off are made sub-pixel in the images, and solve_pose then beats a head
-a few degrees off, but keeps a head's rotation that PnP disagrees with by far."""
+The points seen from the true pose put a frame's depth, wrong by a factor, into the first
+frame's units. Matches a pixel or two off are made sub-pixel in the images, and solve_pose then
+beats a head a few degrees off, but keeps a head's rotation that PnP disagrees with by far."""
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from scipy.spatial.transform import Rotation
 
 from vggt_ros.pose_from_matches import (
     FirstFrame,
+    depth_scale,
     grey,
     head_matches,
     matched_points,
@@ -27,8 +29,8 @@ from vggt_ros.training.data import PATCH_SIZE, BagTopics, make_clip, read_frames
 @pytest.fixture(scope='module')
 def walk(tmp_path_factory):
     """Frames 0 and 5 of a 60-frame walk (steps twice the 120-frame scenes'): the true matches
-    of frame 5's patches, the first frame's true depth, K, camera_from_first, and the two grey
-    images as the model sees them (frame 5's, the first's)."""
+    of frame 5's patches, the first frame's true depth, K, camera_from_first, the two grey
+    images as the model sees them (frame 5's, the first's) and frame 5's true depth."""
     bag = write_bag(make_sequence('walk', 60, 224, 168), tmp_path_factory.mktemp('walk') / 'b')
     frames = read_frames(bag, 112, BagTopics())
     clip = make_clip(frames, [0, 5])
@@ -36,7 +38,8 @@ def walk(tmp_path_factory):
     first_depth = np.nan_to_num(frames.depths[0].numpy())  # metres, as the true pose
     first, image = (grey(to_rgb8(i)) for i in clip.images)
     matched = clip.matches[1].numpy() >= 0
-    return clip.flow[1].numpy(), matched, first_depth, frames.K, truth, image, first
+    depth = np.nan_to_num(frames.depths[5].numpy())
+    return clip.flow[1].numpy(), matched, first_depth, frames.K, truth, image, first, depth
 
 
 @pytest.fixture(scope='module')
@@ -48,7 +51,7 @@ def session(walk):
 @pytest.fixture(scope='module')
 def images(walk):
     """frame 5's grey image, the first's"""
-    return walk[5:]
+    return walk[5:7]
 
 
 def test_pnp_on_true_matches_and_depth_gives_the_true_pose(session):
@@ -87,6 +90,15 @@ def test_too_few_matches_give_no_pose(session):
     assert solve_pnp(pixels, points, K) is None
 
 
+def test_depth_wrong_by_a_factor_is_put_into_the_first_frames_units(session, walk):
+    flow, matched, first_depth, K, truth = session
+    pixels, points = matched_points(flow, first_depth, K, PATCH_SIZE, matched)
+    depth = walk[7]
+    assert depth_scale(truth, pixels, points, 0.7 * depth) == pytest.approx(1 / 0.7, rel=0.01)
+    assert depth_scale(truth, pixels[:5], points[:5], depth) is None
+    assert depth_scale(truth, pixels, points, np.full_like(depth, np.nan)) is None
+
+
 def test_a_non_finite_rotation_or_k_gives_no_translation(session):
     flow, matched, depth, K, truth = session
     pixels, points = matched_points(flow, depth, K, PATCH_SIZE, matched)
@@ -98,8 +110,8 @@ def test_a_non_finite_prediction_is_returned_as_it_is_not_raised(session, images
     flow, _, depth, K, _ = session
     image, first = images
     predicted = np.full((4, 4), np.nan)
-    pose, by_pnp = solve_pose(predicted, flow, image, FirstFrame(first, depth), K, PATCH_SIZE)
-    assert not by_pnp and np.isnan(pose).all()
+    pose, pnp_matches = solve_pose(predicted, flow, image, FirstFrame(first, depth), K, PATCH_SIZE)
+    assert pnp_matches is None and np.isnan(pose).all()
 
 
 def test_matches_outside_the_first_frame_or_its_depth_are_dropped(session):
@@ -133,9 +145,9 @@ def test_solve_pose_beats_a_head_a_few_degrees_off_and_keeps_one_far_off(session
         head = truth.copy()
         head[:3, :3] = Rotation.from_euler('y', degrees, degrees=True).as_matrix() @ truth[:3, :3]
         image, first = images
-        pose, by_pnp = solve_pose(head, noisy, image, FirstFrame(first, depth), K, PATCH_SIZE)
+        pose, pnp_matches = solve_pose(head, noisy, image, FirstFrame(first, depth), K, PATCH_SIZE)
         error = Rotation.from_matrix(pose[:3, :3] @ truth[:3, :3].T).magnitude()
-        assert by_pnp == solved
+        assert (pnp_matches is not None) == solved
         if solved:
             assert np.degrees(error) < 0.5
             assert np.linalg.norm(pose[:3, 3] - truth[:3, 3]) < 0.1 * np.linalg.norm(truth[:3, 3])

@@ -207,8 +207,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         'camera_head',
         "Where poses come from: camera_head (the model's), or matches: PnP on the flow head's "
         "matches to the session's first frame, refined in the images, and that frame's depth, "
-        "with the camera head's rotation where they are too few (models with a flow head "
-        'only, such as small; config/small.yaml sets it).',
+        "with the camera head's rotation where they are too few; where PnP gives the pose, the "
+        "frame's depth is put into the first frame's scale (models with a flow head only, such "
+        'as small; config/small.yaml sets it).',
         choices=POSE_SOURCES,
     ),
     ParameterSpec(

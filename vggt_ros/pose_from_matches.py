@@ -11,6 +11,9 @@ of them sub-pixel (refine_matches), and the first frame's predicted depth lifts 
 - solve_pose: what the Reconstructor uses (pose_source: matches): PnP on the refined matches
   where there are enough and it agrees with the head, else the head's rotation and a solved
   translation.
+- depth_scale: what puts a frame's predicted depth into the first frame's units, from the
+  matches PnP solved from: the model's depth of later frames wanders from them by 5-17% over a
+  session, while PnP's translations are in them.
 
 Results: docs/training-experiments.md, "Poses from matches".
 """
@@ -18,6 +21,7 @@ Results: docs/training-experiments.md, "Poses from matches".
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -199,6 +203,15 @@ def solve_pnp(
     return pose
 
 
+class SolvedPose(NamedTuple):
+    """A frame's pose from matches (solve_pose)."""
+
+    pose: np.ndarray  # camera_from_first, 4x4
+    # The refined matches (pixels [N, 2], first-frame points [N, 3]) PnP solved it from; None
+    # where it fell back to the predicted rotation.
+    pnp_matches: tuple[np.ndarray, np.ndarray] | None
+
+
 def solve_pose(
     predicted: np.ndarray,
     flow: np.ndarray,
@@ -206,9 +219,9 @@ def solve_pose(
     first: FirstFrame,
     K: np.ndarray,
     patch_size: int,
-) -> tuple[np.ndarray, bool]:
+) -> SolvedPose:
     """camera_from_first of a frame (grey `image`) from its flow head's matches to the
-    session's first frame, and whether PnP gave it.
+    session's first frame, and the matches where PnP gave it.
 
     By PnP on the refined matches (refine_matches) where at least MIN_REFINED of them land on
     depth and the result is within HEAD_AGREEMENT of the `predicted` rotation (camera_from_first:
@@ -223,13 +236,29 @@ def solve_pose(
     if pose is not None and np.isfinite(predicted).all():  # a model's NaN: no check, no PnP
         disagreement = Rotation.from_matrix(pose[:3, :3] @ predicted[:3, :3].T).magnitude()
         if np.degrees(disagreement) <= HEAD_AGREEMENT:
-            return pose, True
+            return SolvedPose(pose, refined)
     pose = predicted.copy()
     pixels, points = matched_points(flow, first.depth, K, patch_size)
     translation = solve_translation(pose[:3, :3], pixels, points, K)
     if translation is not None:
         pose[:3, 3] = translation
-    return pose, False
+    return SolvedPose(pose, None)
+
+
+def depth_scale(
+    pose: np.ndarray, pixels: np.ndarray, points: np.ndarray, depth: np.ndarray
+) -> float | None:
+    """The factor that puts a frame's `depth` (HxW) into the first frame's units: the median
+    ratio, over the matches (`pixels` [N, 2] at integer patch centres, first-frame `points`
+    [N, 3]), of each point's depth seen from the frame's `pose` (camera_from_first) to the
+    frame's depth at its pixel; None with fewer than MIN_MATCHES usable matches."""
+    seen = points @ pose[2, :3] + pose[2, 3]
+    column, row = np.round(pixels).astype(int).T
+    predicted = depth[row, column]
+    usable = np.isfinite(seen) & (seen > 0) & np.isfinite(predicted) & (predicted > 0)
+    if usable.sum() < MIN_MATCHES:
+        return None
+    return float(np.median(seen[usable] / predicted[usable]))
 
 
 def _rays(pixels: np.ndarray, K: np.ndarray) -> np.ndarray:
