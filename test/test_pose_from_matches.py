@@ -3,8 +3,9 @@ frame and that frame's depth. True matches and depth give the true pose (by PnP,
 translation given the rotation); the translation survives a fifth of the matches being wrong;
 too few matches, or a model's NaN, give no answer rather than a guess or an exception.
 The points seen from the true pose put a frame's depth, wrong by a factor, into the first
-frame's units. Matches a pixel or two off are made sub-pixel in the images, and solve_pose then
-beats a head a few degrees off, but keeps a head's rotation that PnP disagrees with by far."""
+frame's units, unless the factor is too large to be the depth's. Matches a pixel or two off are
+made sub-pixel in the images, and solve_pose then beats a head a few degrees off, but keeps a
+head's rotation that PnP disagrees with by far."""
 
 import numpy as np
 import pytest
@@ -96,6 +97,7 @@ def test_depth_wrong_by_a_factor_is_put_into_the_first_frames_units(session, wal
     depth = walk[7]
     assert depth_scale(truth, pixels, points, 0.7 * depth) == pytest.approx(1 / 0.7, rel=0.01)
     assert depth_scale(truth, pixels[:5], points[:5], depth) is None
+    assert depth_scale(truth, pixels, points, 3 * depth) is None  # the pose is wrong, not it
     assert depth_scale(truth, pixels, points, np.full_like(depth, np.nan)) is None
 
 

@@ -39,6 +39,9 @@ REFINE_WINDOW = 9  # Lucas-Kanade window [px] at the model's resolution
 REFINE_LEVELS = 1  # pyramid levels above the image: the flow head's guess is a pixel or two off
 REFINE_ROUND_TRIP = 0.5  # [px] a refined match must track back to its patch centre this closely
 REFINE_REACH = 3 / 7  # [patches] and stay this close to the flow head's guess (6 px at 14 px)
+# A frame's depth is off the first frame's scale by at most this factor (measured: 0.76-1.28
+# over 12 validation scenes); a larger correction says the pose is wrong, not the depth.
+MAX_DEPTH_SCALE = 1.5
 
 
 @dataclass(frozen=True)
@@ -251,14 +254,16 @@ def depth_scale(
     """The factor that puts a frame's `depth` (HxW) into the first frame's units: the median
     ratio, over the matches (`pixels` [N, 2] at integer patch centres, first-frame `points`
     [N, 3]), of each point's depth seen from the frame's `pose` (camera_from_first) to the
-    frame's depth at its pixel; None with fewer than MIN_MATCHES usable matches."""
+    frame's depth at its pixel; None with fewer than MIN_MATCHES usable matches, or beyond
+    MAX_DEPTH_SCALE either way."""
     seen = points @ pose[2, :3] + pose[2, 3]
     column, row = np.round(pixels).astype(int).T
     predicted = depth[row, column]
     usable = np.isfinite(seen) & (seen > 0) & np.isfinite(predicted) & (predicted > 0)
     if usable.sum() < MIN_MATCHES:
         return None
-    return float(np.median(seen[usable] / predicted[usable]))
+    scale = float(np.median(seen[usable] / predicted[usable]))
+    return scale if 1 / MAX_DEPTH_SCALE <= scale <= MAX_DEPTH_SCALE else None
 
 
 def _rays(pixels: np.ndarray, K: np.ndarray) -> np.ndarray:
