@@ -12,8 +12,8 @@ of them sub-pixel (refine_matches), and the first frame's predicted depth lifts 
   where there are enough and it agrees with the head, else the head's rotation and a solved
   translation.
 - depth_scale: what puts a frame's predicted depth into the first frame's units, from the
-  matches PnP solved from: the model's depth of later frames wanders from them by 5-17% over a
-  session, while PnP's translations are in them.
+  matches PnP solved from: the model's depth of later frames wanders from them by 2.5-18% over
+  a session, while PnP's translations are in them.
 
 Results: docs/training-experiments.md, "Poses from matches".
 """
