@@ -5,7 +5,10 @@ too few matches, or a model's NaN, give no answer rather than a guess or an exce
 The points seen from the true pose put a frame's depth, wrong by a factor, into the first
 frame's units, unless the factor is too large to be the depth's. Matches a pixel or two off are
 made sub-pixel in the images, and solve_pose then beats a head a few degrees off, but keeps a
-head's rotation that PnP disagrees with by far."""
+head's rotation that PnP disagrees with by far, unless the previous frame's turn agrees with
+PnP. Tracking from the previous frame solves a frame that has no match left to the first."""
+
+import warnings
 
 import numpy as np
 import pytest
@@ -13,6 +16,7 @@ from scipy.spatial.transform import Rotation
 
 from vggt_ros.pose_from_matches import (
     FirstFrame,
+    PreviousFrame,
     depth_scale,
     grey,
     head_matches,
@@ -155,3 +159,74 @@ def test_solve_pose_beats_a_head_a_few_degrees_off_and_keeps_one_far_off(session
             assert np.linalg.norm(pose[:3, 3] - truth[:3, 3]) < 0.1 * np.linalg.norm(truth[:3, 3])
         else:
             np.testing.assert_allclose(pose[:3, :3], head[:3, :3])
+
+
+def _degrees_off(pose, truth):
+    return np.degrees(Rotation.from_matrix(pose[:3, :3] @ truth[:3, :3].T).magnitude())
+
+
+def _turned(truth, degrees):
+    head = truth.copy()
+    head[:3, :3] = Rotation.from_euler('y', degrees, degrees=True).as_matrix() @ truth[:3, :3]
+    return head
+
+
+def test_tracking_from_the_previous_frame_solves_a_frame_with_no_match_to_the_first(
+    session, images
+):
+    _, _, depth, K, truth = session
+    image, first = images
+    lost = np.full((len(session[0]), 2), np.nan)  # the flow head finds nothing in the first
+    previous = PreviousFrame(first, depth, np.eye(4))
+    for head in (_turned(truth, 3), _turned(truth, -3)):
+        pose, pnp_matches = solve_pose(
+            head, lost, image, FirstFrame(first, depth), K, PATCH_SIZE, previous
+        )
+        assert pnp_matches is not None and len(pnp_matches[0]) > 50
+        assert _degrees_off(pose, truth) < 0.5
+        assert np.linalg.norm(pose[:3, 3] - truth[:3, 3]) < 0.1 * np.linalg.norm(truth[:3, 3])
+    pose, pnp_matches = solve_pose(truth, lost, image, FirstFrame(first, depth), K, PATCH_SIZE)
+    assert pnp_matches is None and np.array_equal(pose, truth)  # nothing to solve from
+
+
+def test_a_head_far_off_is_overruled_only_where_the_previous_frames_turn_agrees(session, images):
+    flow, _, depth, K, truth = session
+    image, first = images
+    head = _turned(truth, 30)
+    for turn, solved in ((truth[:3, :3], True), (head[:3, :3], False)):
+        previous = PreviousFrame(first, depth, np.eye(4), turn)
+        pose, pnp_matches = solve_pose(
+            head, flow, image, FirstFrame(first, depth), K, PATCH_SIZE, previous
+        )
+        assert (pnp_matches is not None) == solved
+        if solved:
+            assert _degrees_off(pose, truth) < 0.5
+        else:
+            np.testing.assert_allclose(pose[:3, :3], head[:3, :3])
+
+
+def test_the_previous_frame_passes_on_its_turn():
+    step = Rotation.from_euler('z', 4, degrees=True).as_matrix()
+    before = np.eye(4)
+    before[:3, :3] = Rotation.from_euler('x', 20, degrees=True).as_matrix()
+    after = before.copy()
+    after[:3, :3] = step @ before[:3, :3]
+    image, depth = np.zeros((84, 112), np.uint8), np.ones((84, 112))
+    previous = PreviousFrame(image, depth, before).followed_by(image, depth, after)
+    np.testing.assert_allclose(previous.turn, step, atol=1e-12)
+    np.testing.assert_allclose(previous.next_rotation, step @ step @ before[:3, :3], atol=1e-12)
+
+
+def test_a_previous_frame_after_a_models_nan_is_not_tracked_from(session, images):
+    flow, _, depth, K, truth = session
+    image, first = images
+    broken = PreviousFrame(first, depth, np.full((4, 4), np.nan))
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # no NaN reaches the arithmetic
+        pose, pnp_matches = solve_pose(
+            truth, flow, image, FirstFrame(first, depth), K, PATCH_SIZE, broken
+        )
+        turned = PreviousFrame(first, depth, np.eye(4), np.full((3, 3), np.nan))
+        solved = solve_pose(truth, flow, image, FirstFrame(first, depth), K, PATCH_SIZE, turned)
+    assert pnp_matches is not None and np.isfinite(pose).all()
+    assert solved.pnp_matches is not None and len(solved.pnp_matches[0]) > len(pnp_matches[0])

@@ -1,16 +1,18 @@
-"""Camera poses from matches to the session's first frame and that frame's depth (no ROS).
+"""Camera poses from matches to the session's first and previous frames and their depth (no ROS).
 
 The flow head says where the point at each patch centre of a frame is in the session's first
 frame, about 1.4 px off at 112 px; Lucas-Kanade in the two images, started there, makes most
 of them sub-pixel (refine_matches), and the first frame's predicted depth lifts them to 3-D
-(lift). Solvers:
+(lift). The first frame's matches thin out as the camera leaves it (a turn in place sees a
+third of them by its fifth frame); Lucas-Kanade from the previous frame, whose depth and pose
+are known by then, tracks a denser grid that never does (tracked_points). Solvers:
 
 - solve_pnp: the whole pose by PnP (OpenCV, RANSAC, then Levenberg-Marquardt on the inliers).
 - solve_translation: the camera's rotation given (the camera head's), the translation that
   makes the points project onto their pixels; linear, robustly weighted.
-- solve_pose: what the Reconstructor uses (pose_source: matches): PnP on the refined matches
-  where there are enough and it agrees with the head, else the head's rotation and a solved
-  translation.
+- solve_pose: what the Reconstructor uses (pose_source: matches): PnP on the refined and the
+  tracked matches together where there are enough and it agrees with the head or with the
+  previous frame's motion, else the head's rotation and a solved translation.
 - depth_scale: what puts a frame's predicted depth into the first frame's units, from the
   matches PnP solved from: the model's depth of later frames wanders from them by 2.5-18% over
   a session, while PnP's translations are in them.
@@ -20,7 +22,7 @@ Results: docs/training-experiments.md, "Poses from matches".
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import cv2
@@ -39,6 +41,7 @@ REFINE_WINDOW = 9  # Lucas-Kanade window [px] at the model's resolution
 REFINE_LEVELS = 1  # pyramid levels above the image: the flow head's guess is a pixel or two off
 REFINE_ROUND_TRIP = 0.5  # [px] a refined match must track back to its patch centre this closely
 REFINE_REACH = 3 / 7  # [patches] and stay this close to the flow head's guess (6 px at 14 px)
+TRACK_GRID = 2  # points tracked from the previous frame per patch side (every 7 px at 14 px)
 # A frame's depth is off the first frame's scale by at most this factor (measured: 0.76-1.28
 # over 12 validation scenes); a larger correction says the pose is wrong, not the depth.
 MAX_DEPTH_SCALE = 1.5
@@ -50,6 +53,25 @@ class FirstFrame:
 
     image: np.ndarray  # HxW uint8 grey (see grey)
     depth: np.ndarray  # HxW predicted depth
+
+
+@dataclass(frozen=True)
+class PreviousFrame:
+    """What tracking needs of the session's previous frame, once its pose is solved."""
+
+    image: np.ndarray  # HxW uint8 grey (see grey)
+    depth: np.ndarray  # HxW, in the first frame's units
+    pose: np.ndarray  # camera_from_first, 4x4
+    turn: np.ndarray = field(default_factory=lambda: np.eye(3))  # its step's rotation
+
+    def followed_by(self, image: np.ndarray, depth: np.ndarray, pose: np.ndarray) -> PreviousFrame:
+        """The next frame as the previous one of the frame after it."""
+        return PreviousFrame(image, depth, pose, pose[:3, :3] @ self.pose[:3, :3].T)
+
+    @property
+    def next_rotation(self) -> np.ndarray:
+        """camera_from_first rotation of the next frame if it turns as this one did."""
+        return self.turn @ self.pose[:3, :3]
 
 
 def patch_centres(height: int, width: int, patch_size: int) -> np.ndarray:
@@ -88,6 +110,8 @@ def refine_matches(
     are dropped. The flow head alone is about 1.4 px off at 112 px, the refined matches about
     0.1 px on textured scenes (docs/training-experiments.md).
     """
+    if not len(here):  # OpenCV refuses empty point arrays
+        return here, there
     start, guess = here.astype(np.float32)[:, None], there.astype(np.float32)[:, None]
     track = {
         'winSize': (REFINE_WINDOW, REFINE_WINDOW),
@@ -146,6 +170,38 @@ def refined_points(
     and lifted (lift): [N, 2] pixels and [N, 3] points in the first camera's frame."""
     here, there = head_matches(flow, image.shape, patch_size)
     return lift(*refine_matches(image, first.image, here, there, patch_size), first.depth, K)
+
+
+def tracked_points(
+    image: np.ndarray,
+    previous: PreviousFrame,
+    predicted: np.ndarray,
+    K: np.ndarray,
+    patch_size: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A grid of this frame's pixels (TRACK_GRID per patch side) tracked into the previous frame
+    (refine_matches) and lifted with its depth: [N, 2] pixels and [N, 3] points in the first
+    camera's frame.
+
+    Each point is started where the camera's rotation alone would put it (the parallax of one
+    frame's step is a pixel or so), trying the `predicted` rotation (camera_from_first), the
+    previous frame's turn again and none; the guess that keeps the most matches wins, so that
+    one frame's wrong head costs nothing."""
+    grid = patch_centres(*image.shape, patch_size // TRACK_GRID)
+    rays = _rays(grid, K)
+    here, there = np.empty((0, 2)), np.empty((0, 2))
+    for rotation in (predicted[:3, :3], previous.next_rotation, previous.pose[:3, :3]):
+        if not np.isfinite(rotation).all():  # after a model's NaN
+            continue
+        seen = rays @ (previous.pose[:3, :3] @ rotation.T).T  # rotated into the previous camera
+        front = seen[:, 2] > 0
+        guess = seen[front, :2] / seen[front, 2:] * np.diag(K)[:2] + K[:2, 2]
+        matches = refine_matches(image, previous.image, grid[front], guess, patch_size)
+        if len(matches[0]) > len(here):
+            here, there = matches
+    pixels, points = lift(here, there, previous.depth, K)
+    first_from_previous = np.linalg.inv(previous.pose)
+    return pixels, points @ first_from_previous[:3, :3].T + first_from_previous[:3, 3]
 
 
 def solve_translation(
@@ -210,8 +266,8 @@ class SolvedPose(NamedTuple):
     """A frame's pose from matches (solve_pose)."""
 
     pose: np.ndarray  # camera_from_first, 4x4
-    # The refined matches (pixels [N, 2], first-frame points [N, 3]) PnP solved it from; None
-    # where it fell back to the predicted rotation.
+    # The refined and tracked matches (pixels [N, 2], first-frame points [N, 3]) PnP solved it
+    # from; None where it fell back to the predicted rotation.
     pnp_matches: tuple[np.ndarray, np.ndarray] | None
 
 
@@ -222,24 +278,31 @@ def solve_pose(
     first: FirstFrame,
     K: np.ndarray,
     patch_size: int,
+    previous: PreviousFrame | None = None,
 ) -> SolvedPose:
     """camera_from_first of a frame (grey `image`) from its flow head's matches to the
-    session's first frame, and the matches where PnP gave it.
+    session's first frame and its tracked matches to the `previous` one, and the matches where
+    PnP gave it.
 
-    By PnP on the refined matches (refine_matches) where at least MIN_REFINED of them land on
-    depth and the result is within HEAD_AGREEMENT of the `predicted` rotation (camera_from_first:
-    the camera head's, corrected by the session's last PnP pose): fewer matches leave PnP free
-    to trade rotation for translation. Otherwise the predicted rotation, with the translation
-    solved from the flow head's unrefined matches (chosen on validation worlds 1,000,010-11
-    over the refined ones); with too few of those, the predicted pose.
+    By PnP on the refined (refine_matches) and the tracked (tracked_points) matches where at
+    least MIN_REFINED of them land on depth and the result is within HEAD_AGREEMENT of the
+    `predicted` rotation (camera_from_first: the camera head's, corrected by the session's last
+    PnP pose) or of the previous frame's turn continued: fewer matches leave PnP free to trade
+    rotation for translation. Otherwise the predicted rotation, with the translation solved from
+    the flow head's unrefined matches (chosen on validation worlds 1,000,010-11 over the refined
+    ones); with too few of those, the predicted pose.
     """
-    refined = refined_points(flow, image, first, K, patch_size)
-    enough = len(refined[0]) >= MIN_REFINED
-    pose = solve_pnp(*refined, K, REFINED_RANSAC_PIXELS) if enough else None
+    pixels, points = refined_points(flow, image, first, K, patch_size)
+    expected = [predicted[:3, :3]]
+    if previous is not None and all(np.isfinite(a).all() for a in (predicted, K, previous.pose)):
+        tracked = tracked_points(image, previous, predicted, K, patch_size)
+        pixels, points = np.concatenate([pixels, tracked[0]]), np.concatenate([points, tracked[1]])
+        expected.append(previous.next_rotation)
+    enough = len(pixels) >= MIN_REFINED
+    pose = solve_pnp(pixels, points, K, REFINED_RANSAC_PIXELS) if enough else None
     if pose is not None and np.isfinite(predicted).all():  # a model's NaN: no check, no PnP
-        disagreement = Rotation.from_matrix(pose[:3, :3] @ predicted[:3, :3].T).magnitude()
-        if np.degrees(disagreement) <= HEAD_AGREEMENT:
-            return SolvedPose(pose, refined)
+        if any(_degrees_apart(pose[:3, :3], rotation) <= HEAD_AGREEMENT for rotation in expected):
+            return SolvedPose(pose, (pixels, points))
     pose = predicted.copy()
     pixels, points = matched_points(flow, first.depth, K, patch_size)
     translation = solve_translation(pose[:3, :3], pixels, points, K)
@@ -264,6 +327,10 @@ def depth_scale(
         return None
     scale = float(np.median(seen[usable] / predicted[usable]))
     return scale if 1 / MAX_DEPTH_SCALE <= scale <= MAX_DEPTH_SCALE else None
+
+
+def _degrees_apart(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.degrees(Rotation.from_matrix(a @ b.T).magnitude()))
 
 
 def _rays(pixels: np.ndarray, K: np.ndarray) -> np.ndarray:

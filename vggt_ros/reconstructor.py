@@ -21,7 +21,7 @@ from vggt_ros.frame_size import check_image_width, model_size, resized_height
 from vggt_ros.model import StreamVGGT
 from vggt_ros.model.geometry import pose_encoding_to_extri_intri, to_homogeneous
 from vggt_ros.model.merging import MergingConfig
-from vggt_ros.pose_from_matches import FirstFrame, depth_scale, grey, solve_pose
+from vggt_ros.pose_from_matches import FirstFrame, PreviousFrame, depth_scale, grey, solve_pose
 from vggt_ros.stream_types import FLOW_HEAD, RECONSTRUCTOR_HEADS, FrameResult, SessionOptions
 
 
@@ -74,10 +74,10 @@ class Reconstructor:
 
     Poses come from the camera head. With the flow head among the session's heads, the world is
     the session's first camera, and each later frame's pose in it is solved from the frame's
-    matches to the first frame, refined in the two images, and that frame's depth
-    (pose_from_matches.solve_pose), falling back to the head's rotation. Where PnP gave the
-    pose, the frame's depth is put into the first frame's units, those of the translations
-    (pose_from_matches.depth_scale).
+    matches to the first frame, refined in the two images, and its matches tracked from the
+    previous frame, lifted with those frames' depth (pose_from_matches.solve_pose), falling
+    back to the head's rotation. Where PnP gave the pose, the frame's depth is put into the
+    first frame's units, those of the translations (pose_from_matches.depth_scale).
     """
 
     def __init__(
@@ -104,6 +104,7 @@ class Reconstructor:
         self.frame_index = 0
         # The session's first frame, for poses from matches, and the head's extrinsic of it.
         self._first: FirstFrame | None = None
+        self._previous: PreviousFrame | None = None  # the last frame, its depth rescaled
         self._first_extrinsic = np.eye(4)
         self._head_correction = np.eye(3)  # the session's last PnP rotation from the head's
 
@@ -215,21 +216,26 @@ class Reconstructor:
         K: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
         """camera_from_first of this frame (grey `image`), from its matches to the first frame
-        refined in the two images (pose_from_matches.solve_pose), and its depth, in the first
-        frame's units where PnP gave the pose. The head's rotation is predicted through the
-        correction PnP last made to it, so that a frame with too few matches for PnP goes on
-        from the session's last PnP pose rather than jumping back to the head's."""
+        refined in the two images and those tracked from the previous frame
+        (pose_from_matches.solve_pose), and its depth, in the first frame's units where PnP gave
+        the pose. The head's rotation is predicted through the correction PnP last made to it,
+        so that a frame with too few matches for PnP goes on from the session's last PnP pose
+        rather than jumping back to the head's."""
         if self.frame_index == 0:
             self._first, self._first_extrinsic = FirstFrame(image, depth), extrinsic
+            self._previous = PreviousFrame(image, depth, np.eye(4))
             self._head_correction = np.eye(3)
             return np.eye(4), depth
         head_pose = extrinsic @ np.linalg.inv(self._first_extrinsic)
         predicted = head_pose.copy()
         predicted[:3, :3] = self._head_correction @ head_pose[:3, :3]
         patch_size = self.model.config.patch_size
-        pose, pnp_matches = solve_pose(predicted, flow, image, self._first, K, patch_size)
-        if pnp_matches is None:
-            return pose, depth
-        self._head_correction = pose[:3, :3] @ head_pose[:3, :3].T
-        scale = depth_scale(pose, *pnp_matches, depth)
-        return pose, depth if scale is None else depth * np.float32(scale)
+        pose, pnp_matches = solve_pose(
+            predicted, flow, image, self._first, K, patch_size, self._previous
+        )
+        if pnp_matches is not None:
+            self._head_correction = pose[:3, :3] @ head_pose[:3, :3].T
+            scale = depth_scale(pose, *pnp_matches, depth)
+            depth = depth if scale is None else depth * np.float32(scale)
+        self._previous = self._previous.followed_by(image, depth, pose)
+        return pose, depth
