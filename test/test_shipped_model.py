@@ -60,18 +60,18 @@ def test_on_a_held_out_world_depth_is_read_from_the_image(rows):
         assert row['depth_abs_rel'] < row['baseline_random_weights_depth_abs_rel'], row['scene']
     mean = sum(row['depth_abs_rel'] for row in rows) / len(rows)
     constant = sum(row['baseline_constant_depth_abs_rel'] for row in rows) / len(rows)
-    assert mean <= 0.3 * constant  # measured 0.065 against 0.324
+    assert mean <= 0.3 * constant  # measured 0.068 against 0.324
 
 
 def test_on_a_held_out_world_the_camera_moves_as_the_truth_does(rows):
     for row in rows:  # after Sim(3), a camera that stays put scores the spread of the truth;
-        # measured 0.04-0.46 of it over these 24 frames (the turn: 0.46)
+        # measured 0.01-0.19 of it over these 24 frames (the turn: 0.19)
         assert row['ate_rmse'] < 0.6 * row['baseline_static_camera_ate'], row['scene']
 
 
 def test_on_a_held_out_walk_the_poses_meet_the_goal(rows):
     (walk,) = [row for row in rows if row['scene'].startswith('walk')]
-    # measured 0.080 over these 24 frames (its depth, 0.063, misses the mean depth image's 0.048)
+    # measured 0.014 over these 24 frames (its depth, 0.064, misses the mean depth image's 0.048)
     assert walk['goal']['poses'], walk['ate_rmse'] / walk['baseline_static_camera_ate']
 
 
@@ -97,7 +97,7 @@ def deployed():
 
 
 def test_on_a_held_out_walk_poses_from_matches_turn_as_the_truth_does(walk, deployed):
-    """Within one 8-frame session, PnP on the refined matches (pose_source: matches, as
+    """Within one 8-frame session, PnP on the refined and tracked matches (pose_source: matches, as
     deployed) turns the camera far closer to the truth than the camera head does."""
     images, poses_true = walk.images[:8], walk.poses[:8]
     truth = [np.linalg.inv(pose) @ poses_true[0] for pose in poses_true]  # camera_from_first
@@ -113,7 +113,7 @@ def test_on_a_held_out_walk_poses_from_matches_turn_as_the_truth_does(walk, depl
                 for pose, true in zip(poses[1:], truth[1:], strict=True)
             ]
         )
-    assert errors['matches'] < 0.5 * errors['camera_head'], errors
+    assert errors['matches'] < 0.5 * errors['camera_head'], errors  # measured 0.08° against 0.58°
 
 
 def test_on_a_held_out_walk_depth_from_matches_keeps_the_first_frames_scale(walk, deployed):
@@ -129,7 +129,7 @@ def test_on_a_held_out_walk_depth_from_matches_keeps_the_first_frames_scale(walk
             known = np.isfinite(truth) & (truth > 0)
             log_scales.append(np.log(np.median(depth[known] / truth[known])))
         drift[source] = np.mean(np.abs(np.array(log_scales[1:]) - log_scales[0]))
-    assert drift['matches'] < 0.75 * drift['camera_head'], drift  # measured 0.016 against 0.028
+    assert drift['matches'] < 0.75 * drift['camera_head'], drift  # measured 0.015 against 0.028
 
 
 @settings(max_examples=20, deadline=None)
