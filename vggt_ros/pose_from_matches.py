@@ -3,9 +3,10 @@
 The flow head says where the point at each patch centre of a frame is in the session's first
 frame, about 1.4 px off at 112 px; Lucas-Kanade in the two images, started there, makes most
 of them sub-pixel (refine_matches), and the first frame's predicted depth lifts them to 3-D
-(lift). The first frame's matches thin out as the camera leaves it (a turn in place sees a
-third of them by its fifth frame); Lucas-Kanade from the previous frame, whose depth and pose
-are known by then, tracks a denser grid that never does (tracked_points). Solvers:
+(lift). The first frame's matches thin out as the camera leaves it (a turn in place keeps
+half of them by its fifth frame, a tenth by its twelfth); Lucas-Kanade from the previous
+frame, whose depth and pose are known by then, tracks a denser grid that does not
+(tracked_points). Solvers:
 
 - solve_pnp: the whole pose by PnP (OpenCV, RANSAC, then Levenberg-Marquardt on the inliers).
 - solve_translation: the camera's rotation given (the camera head's), the translation that
@@ -60,7 +61,7 @@ class PreviousFrame:
     """What tracking needs of the session's previous frame, once its pose is solved."""
 
     image: np.ndarray  # HxW uint8 grey (see grey)
-    depth: np.ndarray  # HxW, in the first frame's units
+    depth: np.ndarray  # HxW, in the first frame's units where PnP gave its pose
     pose: np.ndarray  # camera_from_first, 4x4
     turn: np.ndarray = field(default_factory=lambda: np.eye(3))  # its step's rotation
 

@@ -1,8 +1,7 @@
 """Section 14: the accuracy side of every speed option, with the shipped small model.
 
-Each option is config/small.yaml (the deployed configuration: window 16, re-anchored after 12
-frames or 0.15 of the scene depth moved, so the window only matters below that or without
-re-anchoring) with one change, scored by
+Each option is config/small.yaml (the deployed configuration: window 16, re-anchored after 32
+frames or 0.5 of the scene depth moved) with one change, scored by
 vggt-eval on the same held-out worlds (seeds never trained on, every trajectory kind), every
 option on one scene before the next. Beside the speed ratio (the deployed configuration's mean
 latency per frame over the option's, re-anchoring's warm-starts included) it gives ΔAbsRel and
