@@ -217,16 +217,20 @@ def test_the_previous_frame_passes_on_its_turn():
     np.testing.assert_allclose(previous.next_rotation, step @ step @ before[:3, :3], atol=1e-12)
 
 
-def test_a_previous_frame_after_a_models_nan_is_not_tracked_from(session, images):
+def test_a_previous_frame_after_a_models_non_finite_pose_is_not_tracked_from(session, images):
+    """A model's inf or NaN pose is skipped quietly: no tracking from it, no turn from it, and no
+    arithmetic on it (every warning is an error here)."""
     flow, _, depth, K, truth = session
     image, first = images
-    broken = PreviousFrame(first, depth, np.full((4, 4), np.nan))
+    start = PreviousFrame(first, depth, np.eye(4))
     with warnings.catch_warnings():
-        warnings.simplefilter('error')  # no NaN reaches the arithmetic
+        warnings.simplefilter('error')
+        broken = start.followed_by(first, depth, np.full((4, 4), np.inf))
         pose, pnp_matches = solve_pose(
             truth, flow, image, FirstFrame(first, depth), K, PATCH_SIZE, broken
         )
-        turned = PreviousFrame(first, depth, np.eye(4), np.full((3, 3), np.nan))
-        solved = solve_pose(truth, flow, image, FirstFrame(first, depth), K, PATCH_SIZE, turned)
+        after = broken.followed_by(first, depth, np.eye(4))  # its turn is unknown
+        solved = solve_pose(truth, flow, image, FirstFrame(first, depth), K, PATCH_SIZE, after)
+    assert np.isnan(broken.turn).all() and np.isnan(after.turn).all()
     assert pnp_matches is not None and np.isfinite(pose).all()
     assert solved.pnp_matches is not None and len(solved.pnp_matches[0]) > len(pnp_matches[0])

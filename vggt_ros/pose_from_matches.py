@@ -66,7 +66,10 @@ class PreviousFrame:
     turn: np.ndarray = field(default_factory=lambda: np.eye(3))  # its step's rotation
 
     def followed_by(self, image: np.ndarray, depth: np.ndarray, pose: np.ndarray) -> PreviousFrame:
-        """The next frame as the previous one of the frame after it."""
+        """The next frame as the previous one of the frame after it; its turn is NaN, unknown,
+        next to a model's non-finite pose."""
+        if not np.isfinite([pose[:3, :3], self.pose[:3, :3]]).all():
+            return PreviousFrame(image, depth, pose, np.full((3, 3), np.nan))
         return PreviousFrame(image, depth, pose, pose[:3, :3] @ self.pose[:3, :3].T)
 
     @property
@@ -192,7 +195,7 @@ def tracked_points(
     rays = _rays(grid, K)
     here, there = np.empty((0, 2)), np.empty((0, 2))
     for rotation in (predicted[:3, :3], previous.next_rotation, previous.pose[:3, :3]):
-        if not np.isfinite(rotation).all():  # after a model's NaN
+        if not np.isfinite(rotation).all():  # an unknown turn
             continue
         seen = rays @ (previous.pose[:3, :3] @ rotation.T).T  # rotated into the previous camera
         front = seen[:, 2] > 0
@@ -316,7 +319,7 @@ def depth_scale(
     pose: np.ndarray, pixels: np.ndarray, points: np.ndarray, depth: np.ndarray
 ) -> float | None:
     """The factor that puts a frame's `depth` (HxW) into the first frame's units: the median
-    ratio, over the matches (`pixels` [N, 2] at integer patch centres, first-frame `points`
+    ratio, over the matches (`pixels` [N, 2] at integer pixels, first-frame `points`
     [N, 3]), of each point's depth seen from the frame's `pose` (camera_from_first) to the
     frame's depth at its pixel; None with fewer than MIN_MATCHES usable matches, or beyond
     MAX_DEPTH_SCALE either way."""
