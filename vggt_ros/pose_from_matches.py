@@ -43,8 +43,10 @@ REFINE_LEVELS = 1  # pyramid levels above the image: the flow head's guess is a 
 REFINE_ROUND_TRIP = 0.5  # [px] a refined match must track back to its patch centre this closely
 REFINE_REACH = 3 / 7  # [patches] and stay this close to the flow head's guess (6 px at 14 px)
 TRACK_GRID = 2  # points tracked from the previous frame per patch side (every 7 px at 14 px)
-# A frame's depth is off the first frame's scale by at most this factor (measured: 0.76-1.28
-# over 12 validation scenes); a larger correction says the pose is wrong, not the depth.
+# Beyond this factor either way a frame keeps the model's own depth scale. The model's depth
+# drifts in a long session and now and then gets there (4 times in 18 validation scenes, each
+# after a steady ramp); the model's scale then measured better than the last frame's carried on
+# (docs/training-experiments.md, "Where the turns' scale goes").
 MAX_DEPTH_SCALE = 1.5
 
 
