@@ -4,11 +4,12 @@
 #   tools/train_on_gpu.sh SECONDS RUN SCENES VAL [vggt-train options...]
 #
 # trains on the bags in SCENES, validating on those in VAL, into the run folder RUN, and exports
-# RUN.safetensors. A short probe on a few bags picks the largest batch of $BATCHES that fits and
-# times its steps; the run then gets as many steps as fit in SECONDS (the learning-rate schedule
-# is sized to them, so it ends decayed rather than cut off), with 5% warm-up and 6 validations.
+# RUN.safetensors with its flow head fitted. A short probe on a few bags picks the largest batch
+# of $BATCHES that fits and times its steps; the run then gets as many steps as fit in SECONDS
+# (the learning-rate schedule is sized to them, so it ends decayed rather than cut off), with 5%
+# warm-up and 6 validations.
 set -euo pipefail
-(($# >= 4)) || { sed -n '2,9p' "$0"; exit 2; }
+(($# >= 4)) || { sed -n '2,10p' "$0"; exit 2; }
 budget=$1 run=$2 scenes=$3 val=$4
 shift 4
 python=${PYTHON:-python3}
@@ -34,8 +35,9 @@ done
 [[ -n ${step_seconds:-} ]] || { echo 'no batch fits' >&2; exit 1; }
 rm -rf "$run.probe"
 
-# Reading the bags, validating and exporting take about a minute; the rest is training.
-left=$((budget - (SECONDS - start) - 60))
+# Reading the bags, validating, exporting and fitting the flow head take about two minutes; the
+# rest is training.
+left=$((budget - (SECONDS - start) - 120))
 steps=$("$python" -c "print(max(1, int(($left - 15) / $step_seconds)))")
 echo "batch $batch at $step_seconds s a step: $steps steps in $left s"
 train "$scenes"/* --val "$val"/* --out "$run" --batch "$batch" --steps "$steps" \
@@ -43,3 +45,5 @@ train "$scenes"/* --val "$val"/* --out "$run" --batch "$batch" --steps "$steps" 
     --max-minutes "$("$python" -c "print($left / 60)")" "$@"
 "$python" -m vggt_ros.training.export "$run" "$run.safetensors" \
     --recipe "make train-gpu: batch $batch, $*"
+# As make train: the flow head (pose_source: matches) fitted to the exported weights' tokens.
+"$python" -m vggt_ros.training.flow_head "$run.safetensors" "$scenes"/* --out "$run.safetensors"
