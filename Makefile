@@ -5,7 +5,7 @@ SETUP_STAMP := $(VENV)/.vggt_ros-setup
 SETUP_INPUTS := tools/setup_env.sh setup.py setup.cfg $(wildcard requirements/*.txt) $(wildcard interfaces/tf2_msgs/*) \
 	$(wildcard interfaces/tf2_msgs/msg/*)
 
-.PHONY: setup test demo bench train train-data train-gpu heldout lint clean
+.PHONY: setup test demo bench train train-data train-gpu train-device device-wheels heldout lint clean
 
 setup: $(SETUP_STAMP)
 
@@ -49,7 +49,8 @@ TRAIN_RECIPE := --preset small --image-width 112 --heads camera,depth --residual
 	--decay matrices --correspondence 0,1
 VGGT_TRAIN = $(PYTHON) -m vggt_ros.training.train $(TRAIN)/scenes/* --val $(TRAIN)/val/* \
 	$(TRAIN_RECIPE)
-# The flow head (pose_source: matches) is fitted to the exported weights' final tokens.
+# The flow head (pose_source: matches) is fitted to the exported weights' final tokens (on a GPU
+# by tools/train_on_gpu.sh).
 FIT_FLOW_HEAD = $(PYTHON) -m vggt_ros.training.flow_head
 train-data: setup
 	$(PYTHON) -m vggt_ros.training.scenes $(TRAIN)/scenes --seeds 1 300 --frames 40
@@ -78,8 +79,21 @@ TRAIN_GPU_ARGS ?= --lr 5e-4 --clip 8 --max-stride 4
 train-gpu: train-data
 	PYTHON=$(PYTHON) tools/train_on_gpu.sh $(TRAIN_GPU_SECONDS) $(TRAIN)/gpu $(TRAIN)/scenes \
 		$(TRAIN)/val $(TRAIN_RECIPE) $(TRAIN_GPU_ARGS)
-	$(FIT_FLOW_HEAD) $(TRAIN)/gpu.safetensors $(TRAIN)/scenes/* --out $(TRAIN)/gpu.safetensors
 	@echo "to ship: cp $(TRAIN)/gpu.safetensors vggt_ros/weights/small.safetensors"
+
+# The same on a lent GPU machine, whose image has torch but no network and no venv: download the
+# wheels it lacks here (make device-wheels), carry .whl, and run there in one call, e.g.
+#   make train-device PYTHON=python3 TRAIN_GPU_SECONDS=420
+# (tools/device_train.sh: renders the worlds there, trains, and copies the weights to $$OUT).
+# Leave a call's 600 s some margin: reading the bags, validating and fitting the flow head can
+# outrun the two minutes kept for them (on this 2-core machine, 300 s asked took 370).
+DEVICE_PLATFORMS := $(foreach tag,manylinux_2_28 manylinux_2_27 manylinux_2_17 manylinux2014 \
+	manylinux1,--platform $(tag)_x86_64)
+device-wheels: setup
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp $(DEVICE_PLATFORMS) -d .whl -r requirements/device.txt
+train-device:
+	PYTHON=$(PYTHON) tools/device_train.sh $(TRAIN_GPU_SECONDS) $(TRAIN_RECIPE) $(TRAIN_GPU_ARGS)
 
 # The shipped model on held-out worlds, beside the baselines (HELDOUT_ARGS: vggt-eval options).
 heldout: setup
