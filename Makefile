@@ -52,10 +52,11 @@ VGGT_TRAIN = $(PYTHON) -m vggt_ros.training.train $(TRAIN)/scenes/* --val $(TRAI
 # The flow head (pose_source: matches) is fitted to the exported weights' final tokens (on a GPU
 # by tools/train_on_gpu.sh).
 FIT_FLOW_HEAD = $(PYTHON) -m vggt_ros.training.flow_head
+TRAIN_WORLDS := --seeds 1 300 --frames 40
+VAL_WORLDS := --seeds 1000010 1000013 --frames 40 --split held-out
 train-data: setup
-	$(PYTHON) -m vggt_ros.training.scenes $(TRAIN)/scenes --seeds 1 300 --frames 40
-	$(PYTHON) -m vggt_ros.training.scenes $(TRAIN)/val --seeds 1000010 1000013 --frames 40 \
-		--split held-out
+	$(PYTHON) -m vggt_ros.training.scenes $(TRAIN)/scenes $(TRAIN_WORLDS)
+	$(PYTHON) -m vggt_ros.training.scenes $(TRAIN)/val $(VAL_WORLDS)
 
 train: train-data
 	$(VGGT_TRAIN) --warmup 50 --clip 2 --batch 8 --max-stride 8 --out $(TRAIN)/pairs \
@@ -93,7 +94,8 @@ device-wheels: setup
 	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
 		--implementation cp $(DEVICE_PLATFORMS) -d .whl -r requirements/device.txt
 train-device:
-	PYTHON=$(PYTHON) tools/device_train.sh $(TRAIN_GPU_SECONDS) $(TRAIN_RECIPE) $(TRAIN_GPU_ARGS)
+	PYTHON=$(PYTHON) TRAIN_WORLDS="$(TRAIN_WORLDS)" VAL_WORLDS="$(VAL_WORLDS)" \
+		tools/device_train.sh $(TRAIN_GPU_SECONDS) $(TRAIN_RECIPE) $(TRAIN_GPU_ARGS)
 
 # The shipped model on held-out worlds, beside the baselines (HELDOUT_ARGS: vggt-eval options).
 heldout: setup

@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # make train-device: the GPU recipe in one call on a lent GPU machine, from the repository root:
 #
-#   tools/device_train.sh SECONDS [vggt-train options...]
+#   TRAIN_WORLDS=... VAL_WORLDS=... tools/device_train.sh SECONDS [vggt-train options...]
 #
 # installs the wheels in .whl/ that the machine's image lacks (make device-wheels here; carry
-# .whl), renders make train's training and validation worlds on every core, trains with
-# tools/train_on_gpu.sh for what is left of SECONDS, and copies the weights (flow head fitted),
-# validation.csv, log.csv and loss.png to $OUT (out/train/device without it).
+# .whl), renders the training and validation worlds (vggt_ros.training.scenes options: the
+# Makefile's) on every core, trains with tools/train_on_gpu.sh for what is left of SECONDS, and
+# copies the weights (flow head fitted), validation.csv, log.csv and loss.png to $OUT
+# (out/train/device without it).
 set -euo pipefail
-(($# >= 1)) || { sed -n '2,9p' "$0"; exit 2; }
+(($# >= 1)) && [[ -n ${TRAIN_WORLDS:-} && -n ${VAL_WORLDS:-} ]] || { sed -n '2,10p' "$0"; exit 2; }
 budget=$1
 shift
 start=$SECONDS
@@ -19,9 +20,8 @@ if [[ -d .whl ]]; then
     export PYTHONPATH=/tmp/device-site:$PWD${PYTHONPATH:+:$PYTHONPATH}
 fi
 train=out/train
-render() { "$python" -m vggt_ros.training.scenes "$@" --frames 40 --workers "$(nproc)"; }
-render "$train/scenes" --seeds 1 300
-render "$train/val" --seeds 1000010 1000013 --split held-out
+"$python" -m vggt_ros.training.scenes "$train/scenes" $TRAIN_WORLDS
+"$python" -m vggt_ros.training.scenes "$train/val" $VAL_WORLDS
 echo "worlds rendered in $((SECONDS - start)) s"
 PYTHON=$python tools/train_on_gpu.sh $((budget - (SECONDS - start))) "$train/gpu" \
     "$train/scenes" "$train/val" "$@"
