@@ -3,7 +3,10 @@ session's first frame. Streamed frame by frame it says what the causal forward s
 without one refuses to run it; fitted to a model's tokens it beats a constant, and the fitted
 weights load as the preset's; and a Reconstructor that has it puts the world at the session's
 first camera, keeps the camera head's rotations in it and solves the translations, through any
-sequence of frames, bad frames and resets."""
+sequence of frames, bad frames and resets. A depth that leans with the turn is fitted the tilt
+it leans by, and the weights carry it."""
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,8 +14,11 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.torch import save_file
+from scipy.spatial.transform import Rotation
+from standin_model import StandInModel
 
 from vggt_ros.checkpoints import load_model
+from vggt_ros.model.heads import FlowHead
 from vggt_ros.model.synthetic_weights import synthetic_model
 from vggt_ros.pose_from_matches import MIN_REFINED
 from vggt_ros.reconstructor import Reconstructor
@@ -21,6 +27,7 @@ from vggt_ros.synthetic import make_sequence, write_bag
 from vggt_ros.training.data import BagTopics, draw_clip, read_frames
 from vggt_ros.training.flow_head import (
     FLOW_HEAD_PREFIX,
+    fit_depth_tilt,
     fit_flow_head,
     load_without_flow_head,
     write_with_flow_head,
@@ -78,14 +85,42 @@ def test_weights_without_a_flow_head_gain_the_fitted_one(small, walk, tmp_path):
     save_file(state, exported, metadata={'description': 'small preset, a test'})
     model = load_without_flow_head(exported, 'small')
     fit_flow_head(model, [walk], clips=1)
+    model.flow_head.depth_tilt.fill_(1.5)
     shipped = tmp_path / 'shipped.safetensors'
     write_with_flow_head(model, exported, shipped, 'flow head fitted for a test')
     loaded = load_model(shipped, 'small')
     fitted = model.flow_head.proj.weight.half().float()
     torch.testing.assert_close(loaded.flow_head.proj.weight, fitted)
+    assert float(loaded.flow_head.depth_tilt) == 1.5
     assert any(k.startswith(FLOW_HEAD_PREFIX) for k in loaded.state_dict())
     with pytest.raises(ValueError, match='no flow head'):
         load_without_flow_head(exported, 'tiny')
+
+
+def test_a_depth_leaning_with_the_turn_is_fitted_the_tilt_it_leans_by(tmp_path):
+    """The lean is made from the camera's turn about its y axis (about 3 degrees a frame, in
+    place) as the step at the image's centre; the fit takes the step of all its pixels, up to
+    1 / cos^2(35 deg), a half, larger towards the sides of a 70-degree view: a tenth in all."""
+    turn = make_sequence('rotate', 120, 224, 168)
+    poses = turn.poses[:10].copy()
+    poses[:, :3, 3] = poses[0, :3, 3]
+    bag = write_bag(replace(turn, poses=poses, stamps=turn.stamps[:10]), tmp_path / 'b')
+    frames = read_frames(bag, 112, BagTopics())
+    K, width = frames.K, frames.depths.shape[-1]
+    offsets = torch.from_numpy((np.arange(width) - K[0, 2]) / width)
+    tilt = 1.7
+
+    def leaning(index: int, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+        previous_from_this = np.linalg.inv(frames.poses[max(index - 1, 0)]) @ frames.poses[index]
+        turned = Rotation.from_matrix(previous_from_this[:3, :3]).as_rotvec()[1]
+        step = -K[0, 0] * turned / width  # image widths the content moved (+: right)
+        depth = frames.depths[index].double() * torch.exp(tilt * step * offsets)
+        return torch.tensor([0, 0, 0, 0, 0, 0, 1, 1.2, 1.0]), depth
+
+    model = StandInModel(leaning)
+    model.flow_head = FlowHead(8)
+    assert fit_depth_tilt(model, [bag]) == 9
+    assert float(model.flow_head.depth_tilt) == pytest.approx(tilt / 1.1, rel=0.05)
 
 
 def test_with_the_flow_head_the_world_is_the_first_camera_and_rotations_are_the_heads(small):

@@ -6,7 +6,9 @@ The points seen from the true pose put a frame's depth, wrong by a factor, into 
 frame's units, unless the factor is too large to be the depth's. Matches a pixel or two off are
 made sub-pixel in the images, and solve_pose then beats a head a few degrees off, but keeps a
 head's rotation that PnP disagrees with by far, unless the previous frame's turn agrees with
-PnP. Tracking from the previous frame solves a frame that has no match left to the first."""
+PnP. Tracking from the previous frame solves a frame that has no match left to the first. A
+turn moves the content across the image by its angle, and levelling takes out of the depth the
+lean that such a step gives it."""
 
 import warnings
 
@@ -19,7 +21,11 @@ from vggt_ros.pose_from_matches import (
     PreviousFrame,
     depth_scale,
     grey,
+    MAX_TILT_STEP,
+    MIN_MATCHES,
     head_matches,
+    image_step,
+    level_depth,
     matched_points,
     refine_matches,
     solve_pnp,
@@ -232,3 +238,35 @@ def test_a_previous_frame_after_a_models_non_finite_pose_is_not_tracked_from(ses
     assert np.isnan(broken.turn).all() and np.isnan(after.turn).all()
     assert pnp_matches is not None and np.isfinite(pose).all()
     assert solved.pnp_matches is not None and len(solved.pnp_matches[0]) > len(pnp_matches[0])
+
+
+def test_a_turn_moves_the_content_across_the_image_by_its_angle(session):
+    K, width = session[3], 112
+    rng = np.random.default_rng(0)
+    points = np.column_stack([rng.uniform(-1, 1, (50, 2)), rng.uniform(2, 4, 50)])
+    pixels = points[:, :2] / points[:, 2:] * np.diag(K)[:2] + K[:2, 2]  # seen from the first
+    expected = K[0, 0] * np.radians(3) / width
+    # The previous camera looked left of this one: this one has turned right since, and the
+    # content moved left across the image.
+    left, right = _turned(np.eye(4), 3), _turned(np.eye(4), -3)
+    assert image_step(left, pixels, points, K, width) == pytest.approx(-expected, rel=0.05)
+    assert image_step(right, pixels, points, K, width) == pytest.approx(expected, rel=0.05)
+    assert image_step(_turned(np.eye(4), 180), pixels, points, K, width) is None  # all behind
+    few = slice(MIN_MATCHES - 1)
+    assert image_step(left, pixels[few], points[few], K, width) is None
+
+
+@pytest.mark.parametrize('step', [0.04, -0.02, 0.0])
+def test_levelling_takes_out_the_lean_that_a_step_gives_the_depth(walk, step):
+    depth, K = walk[7], walk[3]
+    offsets = (np.arange(depth.shape[1]) - K[0, 2]) / depth.shape[1]
+    leaning = depth * np.exp(1.7 * step * offsets)
+    np.testing.assert_allclose(level_depth(leaning, step, 1.7, K), depth, rtol=1e-5)
+    assert np.array_equal(level_depth(leaning, step, 0.0, K), leaning)
+
+
+def test_a_step_beyond_the_fastest_turn_levels_as_that_turn(walk):
+    depth, K = walk[7], walk[3]
+    fastest = level_depth(depth, MAX_TILT_STEP, 1.7, K)
+    np.testing.assert_array_equal(level_depth(depth, 10 * MAX_TILT_STEP, 1.7, K), fastest)
+    assert not np.array_equal(fastest, depth)

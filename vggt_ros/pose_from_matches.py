@@ -17,6 +17,9 @@ frame, whose depth and pose are known by then, tracks a denser grid that does no
 - depth_scale: what puts a frame's predicted depth into the first frame's units, from the
   matches PnP solved from: the model's depth of later frames wanders from them by 2.5-18% over
   a session, while PnP's translations are in them.
+- level_depth: takes out the lean of the model's depth across the image that comes with the
+  content's motion (image_step), before depth_scale hands the scale on: chained from frame to
+  frame, the lean walks the depth scale along a turn.
 
 Results: docs/training-experiments.md, "Poses from matches".
 """
@@ -48,6 +51,9 @@ TRACK_GRID = 2  # points tracked from the previous frame per patch side (every 7
 # after a steady ramp); the model's scale then measured better than the last frame's carried on
 # (docs/training-experiments.md, "Where the turns' scale goes").
 MAX_DEPTH_SCALE = 1.5
+# A step across the image beyond this fraction of its width (a fast turn is 0.04) counts as this
+# when the depth is levelled (level_depth): a wrong pose does not tilt the depth without bound.
+MAX_TILT_STEP = 0.06
 
 
 @dataclass(frozen=True)
@@ -333,6 +339,32 @@ def depth_scale(
         return None
     scale = float(np.median(seen[usable] / predicted[usable]))
     return scale if 1 / MAX_DEPTH_SCALE <= scale <= MAX_DEPTH_SCALE else None
+
+
+def image_step(
+    previous_pose: np.ndarray, pixels: np.ndarray, points: np.ndarray, K: np.ndarray, width: int
+) -> float | None:
+    """How far the matched content moved across an image `width` pixels wide since the previous
+    frame, as a signed fraction of the width (+: to the right): the median, over the matches
+    (`pixels` [N, 2] here, first-frame `points` [N, 3]), of a match's column minus the one the
+    previous frame's pose (camera_from_first) sees its point at; None with fewer than
+    MIN_MATCHES points in front of it."""
+    seen = points @ previous_pose[:3, :3].T + previous_pose[:3, 3]
+    front = seen[:, 2] > 0
+    if front.sum() < MIN_MATCHES:
+        return None
+    column = seen[front, 0] / seen[front, 2] * K[0, 0] + K[0, 2]
+    return float(np.median(pixels[front, 0] - column)) / width
+
+
+def level_depth(depth: np.ndarray, step: float, tilt: float, K: np.ndarray) -> np.ndarray:
+    """`depth` (HxW) with the lean a model of `tilt` (FlowHead.depth_tilt) gives it after an
+    image `step` (image_step, clipped at MAX_TILT_STEP) taken out: the log depth of a column x
+    image widths right of the principal point less tilt * step * x."""
+    width = depth.shape[1]
+    offsets = (np.arange(width) - K[0, 2]) / width
+    lean = tilt * float(np.clip(step, -MAX_TILT_STEP, MAX_TILT_STEP)) * offsets
+    return depth * np.exp(-lean).astype(np.float32)
 
 
 def _degrees_apart(a: np.ndarray, b: np.ndarray) -> float:

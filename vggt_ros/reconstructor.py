@@ -21,7 +21,15 @@ from vggt_ros.frame_size import check_image_width, model_size, resized_height
 from vggt_ros.model import StreamVGGT
 from vggt_ros.model.geometry import pose_encoding_to_extri_intri, to_homogeneous
 from vggt_ros.model.merging import MergingConfig
-from vggt_ros.pose_from_matches import FirstFrame, PreviousFrame, depth_scale, grey, solve_pose
+from vggt_ros.pose_from_matches import (
+    FirstFrame,
+    PreviousFrame,
+    depth_scale,
+    grey,
+    image_step,
+    level_depth,
+    solve_pose,
+)
 from vggt_ros.stream_types import FLOW_HEAD, RECONSTRUCTOR_HEADS, FrameResult, SessionOptions
 
 
@@ -76,8 +84,9 @@ class Reconstructor:
     the session's first camera, and each later frame's pose in it is solved from the frame's
     matches to the first frame, refined in the two images, and its matches tracked from the
     previous frame, lifted with those frames' depth (pose_from_matches.solve_pose), falling
-    back to the head's rotation. Where PnP gave the pose, the frame's depth is put into the
-    first frame's units, those of the translations (pose_from_matches.depth_scale).
+    back to the head's rotation. Each later frame's depth is levelled for the content's last
+    step across the image (pose_from_matches.level_depth) and, where PnP gave the pose, put into
+    the first frame's units, those of the translations (pose_from_matches.depth_scale).
     """
 
     def __init__(
@@ -107,6 +116,9 @@ class Reconstructor:
         self._previous: PreviousFrame | None = None  # the last frame, its depth rescaled
         self._first_extrinsic = np.eye(4)
         self._head_correction = np.eye(3)  # the session's last PnP rotation from the head's
+        self._image_step = 0.0  # the session's last step across the image (image widths)
+        flow_head = model.flow_head
+        self._depth_tilt = 0.0 if flow_head is None else float(flow_head.depth_tilt)
 
     @classmethod
     def from_checkpoint(
@@ -220,11 +232,13 @@ class Reconstructor:
         (pose_from_matches.solve_pose), and its depth, in the first frame's units where PnP gave
         the pose. The head's rotation is predicted through the correction PnP last made to it,
         so that a frame with too few matches for PnP goes on from the session's last PnP pose
-        rather than jumping back to the head's."""
+        rather than jumping back to the head's; a frame's depth is levelled for the step its
+        matches made across the image, or the session's last step where PnP did not give them."""
         if self.frame_index == 0:
             self._first, self._first_extrinsic = FirstFrame(image, depth), extrinsic
             self._previous = PreviousFrame(image, depth, np.eye(4))
             self._head_correction = np.eye(3)
+            self._image_step = 0.0
             return np.eye(4), depth
         head_pose = extrinsic @ np.linalg.inv(self._first_extrinsic)
         predicted = head_pose.copy()
@@ -233,6 +247,10 @@ class Reconstructor:
         pose, pnp_matches = solve_pose(
             predicted, flow, image, self._first, K, patch_size, self._previous
         )
+        if pnp_matches is not None:
+            step = image_step(self._previous.pose, *pnp_matches, K, depth.shape[1])
+            self._image_step = self._image_step if step is None else step
+        depth = level_depth(depth, self._image_step, self._depth_tilt, K)
         if pnp_matches is not None:
             self._head_correction = pose[:3, :3] @ head_pose[:3, :3].T
             scale = depth_scale(pose, *pnp_matches, depth)

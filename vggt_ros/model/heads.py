@@ -90,11 +90,15 @@ class FlowHead(nn.Module):
 
     Not in VGGT: a linear readout that this project's from-scratch models carry, so that a pose
     can be solved from the matches and the first frame's depth (vggt_ros.pose_from_matches).
+    Fitted with it after training, it carries `depth_tilt`: how far the model's depth leans
+    across the image per image width the content moved since the last frame, which poses from
+    matches take out of the depth (pose_from_matches.level_depth); zero until fitted.
     """
 
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.proj = nn.Linear(dim, 2)
+        self.register_buffer('depth_tilt', torch.zeros(()))
 
     def forward(self, patch_tokens: Tensor) -> Tensor:
         return self.proj(patch_tokens)

@@ -7,7 +7,8 @@ a least-absolute-deviations fit (ridge-regularised) of those tokens to the groun
 (training.data.first_frame_matches) of clips drawn as training draws them. `vggt-train
 --correspondence` trains the head along with the aggregator; the fit after export makes it the
 best linear readout of the final tokens, and gives one to weights trained before the preset had
-a flow head (the shipped run's).
+a flow head (the shipped run's). The head's depth tilt is fitted beside it, on whole bags
+streamed as deployed (fit_depth_tilt).
 """
 
 from __future__ import annotations
@@ -24,12 +25,16 @@ from torch import Tensor
 
 from vggt_ros.checkpoints import load_state_dict_file
 from vggt_ros.model import StreamVGGT
-from vggt_ros.training.data import BagTopics, draw_clip, read_frames
+from vggt_ros.pose_from_matches import image_step, lift
+from vggt_ros.stream_types import SessionOptions
+from vggt_ros.training.data import BagTopics, Frames, draw_clip, read_frames
 
 FLOW_HEAD_PREFIX = 'flow_head.'
 RIDGE = 1e-3  # relative to the mean feature energy: keeps rarely used directions at zero
 IRLS_ITERATIONS = 8
 IRLS_FLOOR = 0.01  # patches: residuals below count as this, so no match weighs without bound
+TILT_WINDOW = 16  # frames: the window the model is deployed with (config/small.yaml)
+TILT_MIN_PIXELS = 100  # a frame with fewer pixels of known depth says nothing of its lean
 
 
 def fit_flow_head(
@@ -67,6 +72,51 @@ def fit_flow_head(
         projection.weight.copy_(solution[:-1].T)
         projection.bias.copy_(solution[-1])
     return len(x)
+
+
+def fit_depth_tilt(
+    model: StreamVGGT, bags: Sequence[Path], image_width: int = 112, window: int = TILT_WINDOW
+) -> int:
+    """Set model.flow_head.depth_tilt to the least-squares slope, over the frames after the first
+    of `bags` streamed one by one as deployed, of how the depth leans across the image (the
+    slope of log predicted over true depth on the column, in image widths) on how far the
+    content moved across it since the previous frame (its true image_step); the number of
+    frames fitted."""
+    leans, steps = [], []
+    for bag in bags:
+        frames = read_frames(bag, image_width, BagTopics())
+        session = model.new_session(SessionOptions(window=window, heads=('depth',)))
+        for index, image in enumerate(frames.images):
+            with torch.inference_mode():
+                depth = session.step(image.to(model.device))['depth']
+            fitted = index and _lean_and_step(depth.float().cpu().numpy(), frames, index)
+            if fitted:
+                leans.append(fitted[0])
+                steps.append(fitted[1])
+    leans, steps = np.array(leans), np.array(steps)
+    if not np.any(steps):
+        raise ValueError('no frame of the bags moved across the image: no tilt to fit')
+    with torch.no_grad():
+        model.flow_head.depth_tilt.fill_(float(leans @ steps / (steps @ steps)))
+    return len(steps)
+
+
+def _lean_and_step(depth: np.ndarray, frames: Frames, index: int) -> tuple[float, float] | None:
+    """A frame's lean (see fit_depth_tilt) and its true image_step, or None where too little of
+    it has depth."""
+    truth = frames.depths[index].numpy()
+    log_ratio = np.log(depth.reshape(truth.shape) / truth)
+    valid = np.isfinite(log_ratio)
+    if valid.sum() < TILT_MIN_PIXELS:
+        return None
+    rows, columns = np.nonzero(valid)
+    width = truth.shape[1]
+    lean = np.polyfit((columns - frames.K[0, 2]) / width, log_ratio[valid], 1)[0]
+    pixels = np.column_stack([columns, rows]).astype(np.float64)
+    pixels, points = lift(pixels, pixels, truth, frames.K)  # in this camera's frame
+    previous_from_this = np.linalg.inv(frames.poses[index - 1]) @ frames.poses[index]
+    step = image_step(previous_from_this, pixels, points, frames.K, width)
+    return None if step is None else (float(lean), step)
 
 
 def _l1_fit(x: Tensor, y: Tensor) -> Tensor:
@@ -119,11 +169,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--preset', default='small')
     parser.add_argument('--clips', type=int, default=300, help='8-frame clips to fit on')
     parser.add_argument('--image-width', type=int, default=112)
+    parser.add_argument('--tilt-bags', type=int, default=45, help='bags to fit the tilt on')
     parser.add_argument('--seed', type=int, default=0)
     args = parser.parse_args(argv)
     model = load_without_flow_head(args.weights, args.preset)
     matches = fit_flow_head(model, args.bags, args.clips, args.image_width, seed=args.seed)
-    note = f'flow head fitted (least absolute deviations) to {matches} matches, {args.clips} clips'
+    rng = np.random.default_rng(args.seed)
+    chosen = rng.choice(len(args.bags), min(args.tilt_bags, len(args.bags)), replace=False)
+    frames = fit_depth_tilt(model, [args.bags[i] for i in sorted(chosen)], args.image_width)
+    note = (
+        f'flow head fitted (least absolute deviations) to {matches} matches, {args.clips} clips;'
+        f' depth tilt {float(model.flow_head.depth_tilt):.2f} fitted on {frames} frames of'
+        f' {len(chosen)} bags'
+    )
     write_with_flow_head(model, args.weights, args.out, note)
     print(f'{args.out}: {note}')
 
