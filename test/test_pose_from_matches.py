@@ -17,12 +17,12 @@ import pytest
 from scipy.spatial.transform import Rotation
 
 from vggt_ros.pose_from_matches import (
+    MAX_TILT_STEP,
+    MIN_MATCHES,
     FirstFrame,
     PreviousFrame,
     depth_scale,
     grey,
-    MAX_TILT_STEP,
-    MIN_MATCHES,
     head_matches,
     image_step,
     level_depth,
