@@ -117,8 +117,7 @@ class Reconstructor:
         self._first_extrinsic = np.eye(4)
         self._head_correction = np.eye(3)  # the session's last PnP rotation from the head's
         self._image_step = 0.0  # the session's last step across the image (image widths)
-        flow_head = model.flow_head
-        self._depth_tilt = 0.0 if flow_head is None else float(flow_head.depth_tilt)
+        self._depth_tilt = 0.0  # the flow head's, read at each session's first frame
 
     @classmethod
     def from_checkpoint(
@@ -238,7 +237,7 @@ class Reconstructor:
             self._first, self._first_extrinsic = FirstFrame(image, depth), extrinsic
             self._previous = PreviousFrame(image, depth, np.eye(4))
             self._head_correction = np.eye(3)
-            self._image_step = 0.0
+            self._image_step, self._depth_tilt = 0.0, float(self.model.flow_head.depth_tilt)
             return np.eye(4), depth
         head_pose = extrinsic @ np.linalg.inv(self._first_extrinsic)
         predicted = head_pose.copy()
