@@ -254,6 +254,7 @@ def test_a_turn_moves_the_content_across_the_image_by_its_angle(session):
     assert image_step(_turned(np.eye(4), 180), pixels, points, K, width) is None  # all behind
     few = slice(MIN_MATCHES - 1)
     assert image_step(left, pixels[few], points[few], K, width) is None
+    assert image_step(left, pixels, points, np.full((3, 3), np.nan), width) is None
 
 
 @pytest.mark.parametrize('step', [0.04, -0.02, 0.0])

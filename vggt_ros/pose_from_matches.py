@@ -348,13 +348,14 @@ def image_step(
     frame, as a signed fraction of the width (+: to the right): the median, over the matches
     (`pixels` [N, 2] here, first-frame `points` [N, 3]), of a match's column minus the one the
     previous frame's pose (camera_from_first) sees its point at; None with fewer than
-    MIN_MATCHES points in front of it."""
+    MIN_MATCHES points in front of it, or from a non-finite pose or K (a model's NaN)."""
     seen = points @ previous_pose[:3, :3].T + previous_pose[:3, 3]
     front = seen[:, 2] > 0
     if front.sum() < MIN_MATCHES:
         return None
     column = seen[front, 0] / seen[front, 2] * K[0, 0] + K[0, 2]
-    return float(np.median(pixels[front, 0] - column)) / width
+    step = float(np.median(pixels[front, 0] - column)) / width
+    return step if np.isfinite(step) else None
 
 
 def level_depth(depth: np.ndarray, step: float, tilt: float, K: np.ndarray) -> np.ndarray:
