@@ -23,6 +23,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from vggt_ros import params
 from vggt_ros.checkpoints import load_state_dict_file
 from vggt_ros.model import StreamVGGT
 from vggt_ros.pose_from_matches import image_step, lift
@@ -33,7 +34,7 @@ FLOW_HEAD_PREFIX = 'flow_head.'
 RIDGE = 1e-3  # relative to the mean feature energy: keeps rarely used directions at zero
 IRLS_ITERATIONS = 8
 IRLS_FLOOR = 0.01  # patches: residuals below count as this, so no match weighs without bound
-TILT_WINDOW = 16  # frames: the window the model is deployed with (config/small.yaml)
+TILT_WINDOW = params.read_params_file(params.config_file('small.yaml'))['window_size']  # deployed
 TILT_MIN_PIXELS = 100  # a frame with fewer pixels of known depth says nothing of its lean
 
 
@@ -89,8 +90,8 @@ def fit_depth_tilt(
         for index, image in enumerate(frames.images):
             with torch.inference_mode():
                 depth = session.step(image.to(model.device))['depth']
-            fitted = index and _lean_and_step(depth.float().cpu().numpy(), frames, index)
-            if fitted:
+            fitted = _lean_and_step(depth.float().cpu().numpy(), frames, index) if index else None
+            if fitted is not None:
                 leans.append(fitted[0])
                 steps.append(fitted[1])
     leans, steps = np.array(leans), np.array(steps)
