@@ -86,8 +86,9 @@ train-gpu: train-data
 # wheels it lacks here (make device-wheels), carry .whl, and run there in one call, e.g.
 #   make train-device PYTHON=python3 TRAIN_GPU_SECONDS=420
 # (tools/device_train.sh: renders the worlds there, trains, and copies the weights to $$OUT).
-# Leave a call's 600 s some margin: reading the bags, validating and fitting the flow head can
-# outrun the two minutes kept for them (on this 2-core machine, 300 s asked took 370).
+# Leave a call's 600 s some margin: reading the bags, validating and fitting the flow head and its
+# depth tilt can outrun the three minutes kept for them (on this 2-core machine 300 s asked took
+# 337, the tilt fit included).
 DEVICE_PLATFORMS := $(foreach tag,manylinux_2_28 manylinux_2_27 manylinux_2_17 manylinux2014 \
 	manylinux1,--platform $(tag)_x86_64)
 device-wheels: setup

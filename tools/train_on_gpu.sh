@@ -35,9 +35,9 @@ done
 [[ -n ${step_seconds:-} ]] || { echo 'no batch fits' >&2; exit 1; }
 rm -rf "$run.probe"
 
-# Reading the bags, validating, exporting and fitting the flow head take about two minutes; the
-# rest is training.
-left=$((budget - (SECONDS - start) - 120))
+# Reading the bags, validating, exporting and fitting the flow head and its depth tilt take about
+# three minutes; the rest is training.
+left=$((budget - (SECONDS - start) - 180))
 steps=$("$python" -c "print(max(1, int(($left - 15) / $step_seconds)))")
 echo "batch $batch at $step_seconds s a step: $steps steps in $left s"
 train "$scenes"/* --val "$val"/* --out "$run" --batch "$batch" --steps "$steps" \
@@ -45,5 +45,6 @@ train "$scenes"/* --val "$val"/* --out "$run" --batch "$batch" --steps "$steps" 
     --max-minutes "$("$python" -c "print($left / 60)")" "$@"
 "$python" -m vggt_ros.training.export "$run" "$run.safetensors" \
     --recipe "make train-gpu: batch $batch, $*"
-# As make train: the flow head (pose_source: matches) fitted to the exported weights' tokens.
+# As make train: the flow head (pose_source: matches) fitted to the exported weights' tokens, and
+# its depth tilt.
 "$python" -m vggt_ros.training.flow_head "$run.safetensors" "$scenes"/* --out "$run.safetensors"
