@@ -110,7 +110,7 @@ def test_a_depth_leaning_with_the_turn_is_fitted_the_tilt_it_leans_by(tmp_path):
     offsets = torch.from_numpy((np.arange(width) - K[0, 2]) / width)
     tilt = 1.7
 
-    def leaning(index: int, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def leaning(index: int, *_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         previous_from_this = np.linalg.inv(frames.poses[max(index - 1, 0)]) @ frames.poses[index]
         turned = Rotation.from_matrix(previous_from_this[:3, :3]).as_rotvec()[1]
         step = -K[0, 0] * turned / width  # image widths the content moved (+: right)
