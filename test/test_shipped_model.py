@@ -137,8 +137,9 @@ def test_on_a_held_out_walk_depth_from_matches_keeps_the_first_frames_scale(walk
 def test_poses_from_matches_through_bad_frames_and_resets(walk, deployed, events):
     """At the deployed size PnP runs and the depth is levelled; a bad frame (rejected before the
     model) changes nothing, and a reset leaves nothing of the session before, so the poses and
-    depths equal those of a twin that never saw a bad frame and is made anew at each reset; after each reset the next frame is the origin
-    again; every pose is finite. Frames move on along the walk across resets."""
+    depths equal those of a twin that never saw a bad frame and is made anew at each reset; after
+    each reset the next frame is the origin again; every pose is finite. Frames move on along the
+    walk across resets."""
     tested, twin = deployed(), deployed()
     frames = iter(walk.images)
     first = True
