@@ -122,7 +122,9 @@ def test_a_non_finite_prediction_is_returned_as_it_is_not_raised(session, images
     flow, _, depth, K, _ = session
     image, first = images
     predicted = np.full((4, 4), np.nan)
-    pose, pnp_matches = solve_pose(predicted, flow, image, FirstFrame(first, depth), K, PATCH_SIZE)
+    pose, pnp_matches, _ = solve_pose(
+        predicted, flow, image, FirstFrame(first, depth), K, PATCH_SIZE
+    )
     assert pnp_matches is None and np.isnan(pose).all()
 
 
@@ -166,7 +168,9 @@ def test_solve_pose_beats_a_head_a_few_degrees_off_and_keeps_one_far_off(session
     for degrees, solved in ((3, True), (30, False)):
         head = _turned(truth, degrees)
         image, first = images
-        pose, pnp_matches = solve_pose(head, noisy, image, FirstFrame(first, depth), K, PATCH_SIZE)
+        pose, pnp_matches, _ = solve_pose(
+            head, noisy, image, FirstFrame(first, depth), K, PATCH_SIZE
+        )
         assert (pnp_matches is not None) == solved
         if solved:
             assert _degrees_off(pose, truth) < 0.5
@@ -183,13 +187,13 @@ def test_tracking_from_the_previous_frame_solves_a_frame_with_no_match_to_the_fi
     lost = np.full((len(session[0]), 2), np.nan)  # the flow head finds nothing in the first
     previous = PreviousFrame(first, depth, np.eye(4))
     for head in (_turned(truth, 3), _turned(truth, -3)):
-        pose, pnp_matches = solve_pose(
+        pose, pnp_matches, _ = solve_pose(
             head, lost, image, FirstFrame(first, depth), K, PATCH_SIZE, previous
         )
         assert pnp_matches is not None and len(pnp_matches[0]) > 50
         assert _degrees_off(pose, truth) < 0.5
         assert np.linalg.norm(pose[:3, 3] - truth[:3, 3]) < 0.1 * np.linalg.norm(truth[:3, 3])
-    pose, pnp_matches = solve_pose(truth, lost, image, FirstFrame(first, depth), K, PATCH_SIZE)
+    pose, pnp_matches, _ = solve_pose(truth, lost, image, FirstFrame(first, depth), K, PATCH_SIZE)
     assert pnp_matches is None and np.array_equal(pose, truth)  # nothing to solve from
 
 
@@ -199,7 +203,7 @@ def test_a_head_far_off_is_overruled_only_where_the_previous_frames_turn_agrees(
     head = _turned(truth, 30)
     for turn, solved in ((truth[:3, :3], True), (head[:3, :3], False)):
         previous = PreviousFrame(first, depth, np.eye(4), turn)
-        pose, pnp_matches = solve_pose(
+        pose, pnp_matches, _ = solve_pose(
             head, flow, image, FirstFrame(first, depth), K, PATCH_SIZE, previous
         )
         assert (pnp_matches is not None) == solved
@@ -230,7 +234,7 @@ def test_a_previous_frame_after_a_models_non_finite_pose_is_not_tracked_from(ses
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         broken = start.followed_by(first, depth, np.full((4, 4), np.inf))
-        pose, pnp_matches = solve_pose(
+        pose, pnp_matches, _ = solve_pose(
             truth, flow, image, FirstFrame(first, depth), K, PATCH_SIZE, broken
         )
         after = broken.followed_by(first, depth, np.eye(4))  # its turn is unknown

@@ -6,14 +6,16 @@ of them sub-pixel (refine_matches), and the first frame's predicted depth lifts 
 (lift). The first frame's matches thin out as the camera leaves it (a turn in place keeps
 half of them by its fifth frame, a tenth by its twelfth); Lucas-Kanade from the previous
 frame, whose depth and pose are known by then, tracks a denser grid that does not
-(tracked_points). Solvers:
+(tracked_points), and points followed since they were first seen (tracks.Tracks) span the
+baseline over which the depth's errors show. Solvers:
 
 - solve_pnp: the whole pose by PnP (OpenCV, RANSAC, then Levenberg-Marquardt on the inliers).
 - solve_translation: the camera's rotation given (the camera head's), the translation that
   makes the points project onto their pixels; linear, robustly weighted.
 - solve_pose: what the Reconstructor uses (pose_source: matches): PnP on the refined and the
-  tracked matches together where there are enough and it agrees with the head or with the
-  previous frame's motion, else the head's rotation and a solved translation.
+  tracked matches and the tracks together where there are enough and it agrees with the head
+  or with the previous frame's motion, refined with the points' depths free
+  (pose_refinement.refine_pose), else the head's rotation and a solved translation.
 - depth_scale: what puts a frame's predicted depth into the first frame's units, from the
   matches PnP solved from: the model's depth of later frames wanders from them by 2.5-18% over
   a session, while PnP's translations are in them.
@@ -33,6 +35,10 @@ import cv2
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from vggt_ros.image_tracking import lucas_kanade, rays, turned_pixels
+from vggt_ros.pose_refinement import DEPTH_SIGMA, refine_pose
+from vggt_ros.tracks import Tracks, follow
+
 MIN_MATCHES = 6  # EPnP's minimum, and the fewest inliers a pose is accepted from
 RANSAC_PIXELS = 3.0  # about a quarter of a patch at the small model's 112 px
 ROBUST_ITERATIONS = 10
@@ -41,10 +47,6 @@ HUBER_MEDIANS = 1.5  # residuals beyond this many median residuals weigh less (H
 MIN_REFINED = 16
 HEAD_AGREEMENT = 10.0  # [deg] PnP's rotation this close to the head's (a session's are 2-5° apart)
 REFINED_RANSAC_PIXELS = 1.0  # for refined matches, 0.1-0.2 px off (0.5 px: level on validation)
-REFINE_WINDOW = 9  # Lucas-Kanade window [px] at the model's resolution
-REFINE_LEVELS = 1  # pyramid levels above the image: the flow head's guess is a pixel or two off
-REFINE_ROUND_TRIP = 0.5  # [px] a refined match must track back to its patch centre this closely
-REFINE_REACH = 3 / 7  # [patches] and stay this close to the flow head's guess (6 px at 14 px)
 TRACK_GRID = 2  # points tracked from the previous frame per patch side (every 7 px at 14 px)
 # Beyond this factor either way a frame keeps the model's own depth scale. The model's depth
 # drifts in a long session and now and then gets there (4 times in 18 validation scenes, each
@@ -72,13 +74,23 @@ class PreviousFrame:
     depth: np.ndarray  # HxW, in the first frame's units where PnP gave its pose
     pose: np.ndarray  # camera_from_first, 4x4
     turn: np.ndarray = field(default_factory=lambda: np.eye(3))  # its step's rotation
+    tracks: Tracks = field(default_factory=Tracks.none)  # followed into it (tracks.follow)
 
-    def followed_by(self, image: np.ndarray, depth: np.ndarray, pose: np.ndarray) -> PreviousFrame:
-        """The next frame as the previous one of the frame after it; its turn is NaN, unknown,
-        next to a model's non-finite pose."""
+    def followed_by(
+        self,
+        image: np.ndarray,
+        depth: np.ndarray,
+        pose: np.ndarray,
+        tracks: Tracks | None = None,
+        K: np.ndarray | None = None,
+    ) -> PreviousFrame:
+        """The next frame as the previous one of the frame after it, with the `tracks` followed
+        into it and new ones where it has none (given K); its turn is NaN, unknown, next to a
+        model's non-finite pose."""
+        tracks = Tracks.none() if tracks is None or K is None else tracks.spawned(depth, pose, K)
         if not np.isfinite([pose[:3, :3], self.pose[:3, :3]]).all():
-            return PreviousFrame(image, depth, pose, np.full((3, 3), np.nan))
-        return PreviousFrame(image, depth, pose, pose[:3, :3] @ self.pose[:3, :3].T)
+            return PreviousFrame(image, depth, pose, np.full((3, 3), np.nan), tracks)
+        return PreviousFrame(image, depth, pose, pose[:3, :3] @ self.pose[:3, :3].T, tracks)
 
     @property
     def next_rotation(self) -> np.ndarray:
@@ -117,27 +129,12 @@ def refine_matches(
     """Matches (here, there: [N, 2] pixels) made sub-pixel by pyramidal Lucas-Kanade (OpenCV)
     from this frame's grey image to the first frame's, each started at its guess; only the kept.
 
-    A match is kept where the tracker converges, tracks back to where it started within
-    REFINE_ROUND_TRIP and stays within REFINE_REACH of the guess: textureless and occluded ones
-    are dropped. The flow head alone is about 1.4 px off at 112 px, the refined matches about
-    0.1 px on textured scenes (docs/training-experiments.md).
+    Textureless and occluded ones are dropped (image_tracking.lucas_kanade). The flow head
+    alone is about 1.4 px off at 112 px, the refined matches about 0.1 px on textured scenes
+    (docs/training-experiments.md).
     """
-    if not len(here):  # OpenCV refuses empty point arrays
-        return here, there
-    start, guess = here.astype(np.float32)[:, None], there.astype(np.float32)[:, None]
-    track = {
-        'winSize': (REFINE_WINDOW, REFINE_WINDOW),
-        'maxLevel': REFINE_LEVELS,
-        'flags': cv2.OPTFLOW_USE_INITIAL_FLOW,
-    }
-    tracked, found, _ = cv2.calcOpticalFlowPyrLK(image, first_image, start, guess.copy(), **track)
-    back, found_back, _ = cv2.calcOpticalFlowPyrLK(
-        first_image, image, tracked, start.copy(), **track
-    )
-    kept = (found[:, 0] == 1) & (found_back[:, 0] == 1)
-    kept &= np.linalg.norm(back - start, axis=-1)[:, 0] < REFINE_ROUND_TRIP
-    kept &= np.linalg.norm(tracked - guess, axis=-1)[:, 0] < REFINE_REACH * patch_size
-    return here[kept], tracked[kept, 0].astype(np.float64)
+    tracked, kept = lucas_kanade(image, first_image, here, there, patch_size)
+    return here[kept], tracked[kept]
 
 
 def grey(image: np.ndarray) -> np.ndarray:
@@ -159,7 +156,7 @@ def lift(
         first_depth.astype(np.float32), there[:, :1], there[:, 1:], cv2.INTER_LINEAR
     ).reshape(-1)
     valid = np.isfinite(depth) & (depth > 0)
-    return here[valid], _rays(there[valid].astype(np.float64), K) * depth[valid, None]
+    return here[valid], rays(there[valid].astype(np.float64), K) * depth[valid, None]
 
 
 def matched_points(
@@ -200,15 +197,12 @@ def tracked_points(
     previous frame's turn again and none; the guess that keeps the most matches wins, so that
     one frame's wrong head costs nothing."""
     grid = patch_centres(*image.shape, patch_size // TRACK_GRID)
-    rays = _rays(grid, K)
     here, there = np.empty((0, 2)), np.empty((0, 2))
     for rotation in (predicted[:3, :3], previous.next_rotation, previous.pose[:3, :3]):
         if not np.isfinite(rotation).all():  # an unknown turn
             continue
-        seen = rays @ (previous.pose[:3, :3] @ rotation.T).T  # rotated into the previous camera
-        front = seen[:, 2] > 0
-        guess = seen[front, :2] / seen[front, 2:] * np.diag(K)[:2] + K[:2, 2]
-        matches = refine_matches(image, previous.image, grid[front], guess, patch_size)
+        guess, front = turned_pixels(grid, previous.pose[:3, :3] @ rotation.T, K)
+        matches = refine_matches(image, previous.image, grid[front], guess[front], patch_size)
         if len(matches[0]) > len(here):
             here, there = matches
     pixels, points = lift(here, there, previous.depth, K)
@@ -228,9 +222,10 @@ def solve_translation(
     non-finite rotation or K (a model's NaN) gives None too, never an exception."""
     if len(points) < MIN_MATCHES or not (np.isfinite(rotation).all() and np.isfinite(K).all()):
         return None
-    rays = _rays(pixels, K)
-    skew = np.zeros((len(rays), 3, 3))
-    skew[:, 0, 1], skew[:, 0, 2], skew[:, 1, 2] = -rays[:, 2], rays[:, 1], -rays[:, 0]
+    directions = rays(pixels, K)
+    skew = np.zeros((len(directions), 3, 3))
+    x, y, z = directions.T
+    skew[:, 0, 1], skew[:, 0, 2], skew[:, 1, 2] = -z, y, -x
     skew -= skew.transpose(0, 2, 1)
     rotated = points @ rotation.T
     scale = 1 / np.linalg.norm(points, axis=1)[:, None, None]
@@ -281,6 +276,8 @@ class SolvedPose(NamedTuple):
     # The refined and tracked matches (pixels [N, 2], first-frame points [N, 3]) PnP solved it
     # from; None where it fell back to the predicted rotation.
     pnp_matches: tuple[np.ndarray, np.ndarray] | None
+    # The previous frame's tracks followed into this one, their points refined with the pose.
+    tracks: Tracks = Tracks.none()
 
 
 def solve_pose(
@@ -293,34 +290,50 @@ def solve_pose(
     previous: PreviousFrame | None = None,
 ) -> SolvedPose:
     """camera_from_first of a frame (grey `image`) from its flow head's matches to the
-    session's first frame and its tracked matches to the `previous` one, and the matches where
-    PnP gave it.
+    session's first frame, its tracked matches to the `previous` one and the previous frame's
+    tracks followed into it; the matches where PnP gave it, and the tracks.
 
-    By PnP on the refined (refine_matches) and the tracked (tracked_points) matches where at
-    least MIN_REFINED of them land on depth and the result is within HEAD_AGREEMENT of the
-    `predicted` rotation (camera_from_first: the camera head's, corrected by the session's last
-    PnP pose) or of the previous frame's turn continued: fewer matches leave PnP free to trade
-    rotation for translation. Otherwise the predicted rotation, with the translation solved from
-    the flow head's unrefined matches (chosen on validation worlds 1,000,010-11 over the refined
-    ones); with too few of those, the predicted pose.
+    By PnP on the refined (refine_matches) and the tracked (tracked_points) matches and the
+    tracks seen over a baseline (tracks.Tracks.with_baseline) where at least MIN_REFINED of
+    them land on depth and the result is within HEAD_AGREEMENT of the `predicted` rotation
+    (camera_from_first: the camera head's, corrected by the session's last PnP pose) or of the
+    previous frame's turn continued: fewer matches leave PnP free to trade rotation for
+    translation. PnP's pose is then refined with the points' depths free along their rays
+    (pose_refinement.refine_pose), and the tracks keep their refined points. Otherwise the
+    predicted rotation, with the translation solved from the flow head's unrefined matches
+    (chosen on validation worlds 1,000,010-11 over the refined ones); with too few of those,
+    the predicted pose.
     """
     pixels, points = refined_points(flow, image, first, K, patch_size)
+    groups = [(pixels, points, np.zeros_like(points))]
     expected = [predicted[:3, :3]]
+    tracks, far = Tracks.none(), np.zeros(0, bool)
     if previous is not None and all(np.isfinite(a).all() for a in (predicted, K, previous.pose)):
-        tracked = tracked_points(image, previous, predicted, K, patch_size)
-        pixels, points = np.concatenate([pixels, tracked[0]]), np.concatenate([points, tracked[1]])
+        centre = np.linalg.inv(previous.pose)[:3, 3]
+        pixels, points = tracked_points(image, previous, predicted, K, patch_size)
+        groups.append((pixels, points, np.broadcast_to(centre, points.shape)))
+        turns = [predicted[:3, :3] @ previous.pose[:3, :3].T, previous.turn, np.eye(3)]
+        tracks = follow(previous.tracks, previous.image, image, turns, K, patch_size)
+        far = tracks.with_baseline(centre)
+        groups.append((tracks.pixels[far], tracks.points[far], tracks.origins[far]))
         expected.append(previous.next_rotation)
+    pixels, points, origins = (np.concatenate(parts) for parts in zip(*groups, strict=True))
     enough = len(pixels) >= MIN_REFINED
     pose = solve_pnp(pixels, points, K, REFINED_RANSAC_PIXELS) if enough else None
     if pose is not None and np.isfinite(predicted).all():  # a model's NaN: no check, no PnP
         if any(_degrees_apart(pose[:3, :3], rotation) <= HEAD_AGREEMENT for rotation in expected):
-            return SolvedPose(pose, (pixels, points))
+            sigmas = np.full(len(points), DEPTH_SIGMA)
+            sigmas[len(points) - far.sum() :] = tracks.sigmas[far]
+            refined = refine_pose(pose, pixels, points, origins, sigmas, K)
+            followed = len(points) - far.sum()
+            tracks = tracks.with_points(far, refined.points[followed:], refined.sigmas[followed:])
+            return SolvedPose(refined.pose, (pixels, points), tracks)
     pose = predicted.copy()
     pixels, points = matched_points(flow, first.depth, K, patch_size)
     translation = solve_translation(pose[:3, :3], pixels, points, K)
     if translation is not None:
         pose[:3, 3] = translation
-    return SolvedPose(pose, None)
+    return SolvedPose(pose, None, tracks)
 
 
 def depth_scale(
@@ -370,8 +383,3 @@ def level_depth(depth: np.ndarray, step: float, tilt: float, K: np.ndarray) -> n
 
 def _degrees_apart(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.degrees(Rotation.from_matrix(a @ b.T).magnitude()))
-
-
-def _rays(pixels: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """[N, 3] rays (z = 1) through pixels [N, 2]."""
-    return np.column_stack([(pixels - K[:2, 2]) / np.diag(K)[:2], np.ones(len(pixels))])

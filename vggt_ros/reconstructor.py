@@ -31,6 +31,7 @@ from vggt_ros.pose_from_matches import (
     solve_pose,
 )
 from vggt_ros.stream_types import FLOW_HEAD, RECONSTRUCTOR_HEADS, FrameResult, SessionOptions
+from vggt_ros.tracks import Tracks
 
 
 def check_rgb(rgb: np.ndarray) -> None:
@@ -82,11 +83,13 @@ class Reconstructor:
 
     Poses come from the camera head. With the flow head among the session's heads, the world is
     the session's first camera, and each later frame's pose in it is solved from the frame's
-    matches to the first frame, refined in the two images, and its matches tracked from the
-    previous frame, lifted with those frames' depth (pose_from_matches.solve_pose), falling
-    back to the head's rotation. Each later frame's depth is levelled for the content's last
-    step across the image (pose_from_matches.level_depth) and, where PnP gave the pose, put into
-    the first frame's units, those of the translations (pose_from_matches.depth_scale).
+    matches to the first frame, refined in the two images, its matches tracked from the
+    previous frame, lifted with those frames' depth, and the session's tracks, points followed
+    since first seen whose depths are corrected as their baseline grows
+    (pose_from_matches.solve_pose, tracks.Tracks), falling back to the head's rotation. Each
+    later frame's depth is levelled for the content's last step across the image
+    (pose_from_matches.level_depth) and, where PnP gave the pose, put into the first frame's
+    units, those of the translations (pose_from_matches.depth_scale).
     """
 
     def __init__(
@@ -227,15 +230,17 @@ class Reconstructor:
         K: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray]:
         """camera_from_first of this frame (grey `image`), from its matches to the first frame
-        refined in the two images and those tracked from the previous frame
-        (pose_from_matches.solve_pose), and its depth, in the first frame's units where PnP gave
-        the pose. The head's rotation is predicted through the correction PnP last made to it,
-        so that a frame with too few matches for PnP goes on from the session's last PnP pose
-        rather than jumping back to the head's; a frame's depth is levelled for the step its
-        matches made across the image, or the session's last step where PnP did not give them."""
+        refined in the two images, those tracked from the previous frame and the session's
+        tracks (pose_from_matches.solve_pose), and its depth, in the first frame's units where
+        PnP gave the pose. The head's rotation is predicted through the correction PnP last made
+        to it, so that a frame with too few matches for PnP goes on from the session's last PnP
+        pose rather than jumping back to the head's; a frame's depth is levelled for the step
+        its matches made across the image, or the session's last step where PnP did not give
+        them."""
         if self.frame_index == 0:
             self._first, self._first_extrinsic = FirstFrame(image, depth), extrinsic
-            self._previous = PreviousFrame(image, depth, np.eye(4))
+            tracks = Tracks.none().spawned(depth, np.eye(4), K)
+            self._previous = PreviousFrame(image, depth, np.eye(4), tracks=tracks)
             self._head_correction = np.eye(3)
             self._image_step, self._depth_tilt = 0.0, float(self.model.flow_head.depth_tilt)
             return np.eye(4), depth
@@ -243,7 +248,7 @@ class Reconstructor:
         predicted = head_pose.copy()
         predicted[:3, :3] = self._head_correction @ head_pose[:3, :3]
         patch_size = self.model.config.patch_size
-        pose, pnp_matches = solve_pose(
+        pose, pnp_matches, tracks = solve_pose(
             predicted, flow, image, self._first, K, patch_size, self._previous
         )
         if pnp_matches is not None:
@@ -254,5 +259,5 @@ class Reconstructor:
             self._head_correction = pose[:3, :3] @ head_pose[:3, :3].T
             scale = depth_scale(pose, *pnp_matches, depth)
             depth = depth if scale is None else depth * np.float32(scale)
-        self._previous = self._previous.followed_by(image, depth, pose)
+        self._previous = self._previous.followed_by(image, depth, pose, tracks, K)
         return pose, depth

@@ -1,0 +1,113 @@
+"""Points followed from frame to frame since they were first seen (no ROS).
+
+A grid tracked from the previous frame alone (pose_from_matches.tracked_points) gives PnP a
+baseline of one frame's step, over which the model's depth errors cannot be seen. A track keeps
+its point from the frame it was first seen in and is followed, frame by frame, for as long as
+its content stays in view; once the camera has moved TRACK_BASELINE of the point's depth from
+where it was seen, the pair spans enough parallax for pose_refinement to correct the point's
+depth, and the point, refined, stays corrected for the frames after (docs/training-experiments.md,
+"Tracks").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from vggt_ros.image_tracking import lucas_kanade, rays, turned_pixels
+from vggt_ros.pose_refinement import DEPTH_SIGMA
+
+# The camera must have moved this fraction of a point's depth since the point was first seen
+# for it to take part (chosen on validation worlds 1,000,010-15: 0.05 let drifting tracks
+# into the turns, which have no such baseline).
+TRACK_BASELINE = 0.1
+TRACK_SPACING = 7  # [px] one track per cell of this size (two per patch side at 14 px)
+
+
+@dataclass(frozen=True)
+class Tracks:
+    """Points being followed: where each was last seen, and what it was first seen as."""
+
+    pixels: np.ndarray  # [N, 2] in the frame they were last followed into
+    points: np.ndarray  # [N, 3] in the first camera's frame
+    origins: np.ndarray  # [N, 3] the camera centres they were first seen from
+    sigmas: np.ndarray  # [N] their log depths' spread (pose_refinement)
+
+    @classmethod
+    def none(cls) -> Tracks:
+        return cls(np.empty((0, 2)), np.empty((0, 3)), np.empty((0, 3)), np.empty(0))
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def kept(self, mask: np.ndarray, pixels: np.ndarray) -> Tracks:
+        """The tracks of `mask`, now seen at `pixels` [mask.sum(), 2]."""
+        return Tracks(pixels, self.points[mask], self.origins[mask], self.sigmas[mask])
+
+    def with_points(self, mask: np.ndarray, points: np.ndarray, sigmas: np.ndarray) -> Tracks:
+        """The same tracks, those of `mask` with their points and spreads refined."""
+        moved, spread = self.points.copy(), self.sigmas.copy()
+        moved[mask], spread[mask] = points, sigmas
+        return Tracks(self.pixels, moved, self.origins, spread)
+
+    def with_baseline(self, centre: np.ndarray) -> np.ndarray:
+        """[N] mask of the tracks a camera at `centre` sees with TRACK_BASELINE or more."""
+        baseline = np.linalg.norm(self.origins - centre, axis=1)
+        return baseline >= TRACK_BASELINE * np.linalg.norm(self.points - self.origins, axis=1)
+
+    def spawned(self, depth: np.ndarray, pose: np.ndarray, K: np.ndarray) -> Tracks:
+        """These tracks and new ones at the centre of every TRACK_SPACING cell of a frame
+        (`depth` HxW in the first frame's units, `pose` camera_from_first) that holds none,
+        lifted with its depth; none at all after a non-finite pose or K (a model's NaN)."""
+        if not (np.isfinite(pose).all() and np.isfinite(K).all()):
+            return Tracks.none()
+        rows, columns = np.array(depth.shape) // TRACK_SPACING
+        taken = np.zeros((rows, columns), bool)
+        cells = np.floor(self.pixels / TRACK_SPACING).astype(int)
+        inside = ((cells >= 0) & (cells < [columns, rows])).all(1)
+        taken[cells[inside, 1], cells[inside, 0]] = True
+        row, column = np.nonzero(~taken)
+        pixels = np.column_stack([column, row]) * TRACK_SPACING + TRACK_SPACING // 2
+        seen = depth[pixels[:, 1], pixels[:, 0]]
+        valid = np.isfinite(seen) & (seen > 0)
+        pixels, seen = pixels[valid].astype(np.float64), seen[valid]
+        first_from_camera = np.linalg.inv(pose)
+        points = rays(pixels, K) * seen[:, None] @ first_from_camera[:3, :3].T
+        points += first_from_camera[:3, 3]
+        origins = np.broadcast_to(first_from_camera[:3, 3], points.shape)
+        return Tracks(
+            np.concatenate([self.pixels, pixels]),
+            np.concatenate([self.points, points]),
+            np.concatenate([self.origins, origins]),
+            np.concatenate([self.sigmas, np.full(len(points), DEPTH_SIGMA)]),
+        )
+
+
+def follow(
+    tracks: Tracks,
+    previous_image: np.ndarray,
+    image: np.ndarray,
+    turns: list[np.ndarray],
+    K: np.ndarray,
+    patch_size: int,
+) -> Tracks:
+    """The tracks followed from grey `previous_image` into grey `image` by Lucas-Kanade, each
+    started where each of `turns` (3x3, this camera from the previous one) alone would put it;
+    the turn that keeps the most wins. Tracks lost or leaving the image end."""
+    height, width = image.shape
+    best = Tracks.none()
+    for turn in turns:
+        if not np.isfinite(turn).all():  # an unknown turn
+            continue
+        guess, front = turned_pixels(tracks.pixels, turn, K)
+        front &= ((guess >= 0) & (guess <= [width - 1, height - 1])).all(1)
+        landed, kept = lucas_kanade(
+            previous_image, image, tracks.pixels[front], guess[front], patch_size
+        )
+        kept &= ((landed >= 0) & (landed <= [width - 1, height - 1])).all(1)
+        if kept.sum() > len(best):
+            mask = np.zeros(len(tracks), bool)
+            mask[np.flatnonzero(front)[kept]] = True
+            best = tracks.kept(mask, landed[kept])
+    return best
