@@ -206,8 +206,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         'pose_source',
         'camera_head',
         "Where poses come from: camera_head (the model's), or matches: PnP on the flow head's "
-        "matches to the session's first frame, refined in the images, and on matches tracked "
-        "from the previous frame, lifted with those frames' depth, with the camera head's "
+        "matches to the session's first frame, refined in the images, on matches tracked "
+        "from the previous frame, lifted with those frames' depth, and on points followed since "
+        "first seen, refined with their depths over the baseline; the camera head's "
         "rotation where they are too few; where PnP gives the pose, the frame's depth is put "
         "into the first frame's scale (models with a flow head only, such as small; "
         'config/small.yaml sets it).',
