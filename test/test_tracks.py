@@ -4,6 +4,8 @@ New tracks fill every cell that holds none, lifted so that the frame sees each a
 and never double a cell; a non-finite pose or K starts none. Followed into a shifted image,
 tracks land where their content went, those that leave the image end, and the turn that keeps
 the most wins. A track counts once the camera has moved far enough from where it was seen.
+Tracks whose depths are sure take the depth's lean out, not its scale, and a fifth of them far
+off hardly moves it; unsure or too few leave the depth as it is.
 Through solve_pose, tracks first seen on a depth that leans across the image come out of a
 baseline corrected, and correct the pose."""
 
@@ -13,7 +15,7 @@ import pytest
 from test_pose_from_matches import walk  # noqa: F401 - the fixture
 
 from vggt_ros.pose_from_matches import FirstFrame, PreviousFrame, solve_pnp, solve_pose
-from vggt_ros.tracks import TRACK_BASELINE, TRACK_SPACING, Tracks, follow
+from vggt_ros.tracks import TRACK_BASELINE, TRACK_SPACING, Tracks, follow, straightened_depth
 from vggt_ros.training.data import PATCH_SIZE
 
 K = np.array([[80.0, 0, 56], [0, 80, 42], [0, 0, 1]])
@@ -116,3 +118,48 @@ def test_tracks_first_seen_on_a_leaning_depth_are_corrected_over_a_baseline(walk
 def test_nothing_to_follow_follows_nothing(tracks):
     image = _texture()
     assert not len(follow(tracks, image, image, [np.eye(3)], K, PATCH_SIZE))
+
+
+def _leaning_depth(plane):
+    """A wall 3 m away, its log depth leaning by `plane` (across, down: per image width)."""
+    across = (np.arange(112) - K[0, 2]) / 112
+    down = (np.arange(84) - K[1, 2]) / 112
+    lean = plane[0] * across[None, :] + plane[1] * down[:, None]
+    return np.full((84, 112), 3.0, np.float32) * np.exp(lean).astype(np.float32)
+
+
+def _sure_tracks(sigma=0.01):
+    """Tracks on the true wall, 3 m away, their depths sure."""
+    tracks = Tracks.none().spawned(np.full((84, 112), 3.0, np.float32), np.eye(4), K)
+    return Tracks(tracks.pixels, tracks.points, tracks.origins, np.full(len(tracks), sigma))
+
+
+def test_sure_tracks_take_the_depths_lean_out_and_leave_its_scale():
+    leaning = _leaning_depth((0.3, -0.2)) * 1.5  # leaning, and at another scale
+    straight = straightened_depth(leaning, _sure_tracks(), np.eye(4), K)
+    np.testing.assert_allclose(straight / straight.mean(), 1.0, atol=1e-4)
+    assert straight.mean() == pytest.approx(leaning.mean(), rel=0.02)
+
+
+def test_a_fifth_of_the_tracks_far_off_hardly_moves_the_lean():
+    tracks = _sure_tracks()
+    wrong = np.random.default_rng(0).random(len(tracks)) < 0.2
+    points = tracks.points.copy()
+    points[wrong] *= 1.5
+    straight = straightened_depth(
+        _leaning_depth((0.3, -0.2)),
+        Tracks(tracks.pixels, points, tracks.origins, tracks.sigmas),
+        np.eye(4),
+        K,
+    )
+    assert np.ptp(np.log(straight)) < 0.1 * np.ptp(np.log(_leaning_depth((0.3, -0.2))))
+
+
+def test_unsure_or_too_few_tracks_leave_the_depth_as_it_is():
+    leaning = _leaning_depth((0.3, -0.2))
+    unsure = _sure_tracks(sigma=0.1)
+    assert straightened_depth(leaning, unsure, np.eye(4), K) is leaning
+    few = _sure_tracks()
+    few = few.kept(np.arange(len(few)) < 15, few.pixels[:15])
+    assert straightened_depth(leaning, few, np.eye(4), K) is leaning
+    assert straightened_depth(leaning, Tracks.none(), np.eye(4), K) is leaning

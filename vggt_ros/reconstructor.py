@@ -31,7 +31,7 @@ from vggt_ros.pose_from_matches import (
     solve_pose,
 )
 from vggt_ros.stream_types import FLOW_HEAD, RECONSTRUCTOR_HEADS, FrameResult, SessionOptions
-from vggt_ros.tracks import Tracks
+from vggt_ros.tracks import Tracks, straightened_depth
 
 
 def check_rgb(rgb: np.ndarray) -> None:
@@ -88,8 +88,9 @@ class Reconstructor:
     since first seen whose depths are corrected as their baseline grows
     (pose_from_matches.solve_pose, tracks.Tracks), falling back to the head's rotation. Each
     later frame's depth is levelled for the content's last step across the image
-    (pose_from_matches.level_depth) and, where PnP gave the pose, put into the first frame's
-    units, those of the translations (pose_from_matches.depth_scale).
+    (pose_from_matches.level_depth) and, where PnP gave the pose, straightened by the tracks
+    whose depths are sure (tracks.straightened_depth) and put into the first frame's units,
+    those of the translations (pose_from_matches.depth_scale).
     """
 
     def __init__(
@@ -236,7 +237,7 @@ class Reconstructor:
         to it, so that a frame with too few matches for PnP goes on from the session's last PnP
         pose rather than jumping back to the head's; a frame's depth is levelled for the step
         its matches made across the image, or the session's last step where PnP did not give
-        them."""
+        them, and straightened by the session's sure tracks where PnP gave the pose."""
         if self.frame_index == 0:
             self._first, self._first_extrinsic = FirstFrame(image, depth), extrinsic
             tracks = Tracks.none().spawned(depth, np.eye(4), K)
@@ -256,6 +257,7 @@ class Reconstructor:
             self._image_step = self._image_step if step is None else step
         depth = level_depth(depth, self._image_step, self._depth_tilt, K)
         if pnp_matches is not None:
+            depth = straightened_depth(depth, tracks, pose, K)
             self._head_correction = pose[:3, :3] @ head_pose[:3, :3].T
             scale = depth_scale(pose, *pnp_matches, depth)
             depth = depth if scale is None else depth * np.float32(scale)
