@@ -5,7 +5,7 @@ finds for the same cost. Over a baseline it takes out most of what a depth leani
 image does to PnP's pose, and moves the points towards the truth; the points grow surer with
 the baseline and not without one. A turn in place, where the images say nothing about depth,
 keeps PnP's rotation. Matches off by more than the gate, too few matches and non-finite poses
-change nothing."""
+change nothing, and a trial step that puts a point onto the camera is refused without a warning."""
 
 import warnings
 
@@ -20,6 +20,7 @@ from vggt_ros.pose_refinement import (
     GATE_PIXELS,
     MIN_POINTS,
     PIXEL_SIGMA,
+    _Problem,
     refine_pose,
 )
 
@@ -125,3 +126,14 @@ def test_what_it_cannot_use_it_leaves_alone():
         warnings.simplefilter('error')
         broken = np.full((4, 4), np.nan)
         assert refine_pose(broken, pixels, true_points, origins, sigmas, K).pose is broken
+
+
+def test_a_step_that_puts_a_point_onto_the_camera_costs_infinity_quietly():
+    """A trial step may put a point in the camera's plane (depth 0): its cost is infinite, so
+    the step is refused, with no division warning."""
+    first_pixels, true_points, truth, pixels = _scene(4, -8, [-0.5, 0.02, 0.05])
+    problem = _Problem(pixels, np.zeros_like(true_points), true_points, np.full(150, 0.1), K)
+    onto = np.array([0.0, 0.0, -true_points[0, 2]])  # the first point at depth 0
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        assert problem.cost(np.eye(3), onto, np.zeros(150)) == np.inf

@@ -100,7 +100,8 @@ class _Problem:
         """Reprojection residuals [N, 2] in sigmas, the camera-frame points and their
         Huber weights."""
         seen = self.points(log_depths) @ rotation.T + translation
-        residuals = (_project(seen, self.K) - self.pixels) / PIXEL_SIGMA
+        with np.errstate(divide='ignore', invalid='ignore'):  # behind the camera: cost is inf
+            residuals = (_project(seen, self.K) - self.pixels) / PIXEL_SIGMA
         size = np.linalg.norm(residuals, axis=1)
         weights = np.minimum(1.0, HUBER / np.maximum(size, 1e-12))
         return residuals, seen, weights
