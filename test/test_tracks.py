@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from test_pose_from_matches import walk  # noqa: F401 - the fixture
 
+from vggt_ros.image_tracking import project
 from vggt_ros.pose_from_matches import FirstFrame, PreviousFrame, solve_pnp, solve_pose
 from vggt_ros.tracks import TRACK_BASELINE, TRACK_SPACING, Tracks, follow, straightened_depth
 from vggt_ros.training.data import PATCH_SIZE
@@ -28,9 +29,8 @@ def _pose(shift):
     return pose
 
 
-def _project(points, pose):
-    seen = points @ pose[:3, :3].T + pose[:3, 3]
-    return seen[:, :2] / seen[:, 2:] * np.diag(K)[:2] + K[:2, 2]
+def _project(points, pose, camera=K):
+    return project(points @ pose[:3, :3].T + pose[:3, 3], camera)
 
 
 def _texture(seed=0):
@@ -99,7 +99,7 @@ def test_tracks_first_seen_on_a_leaning_depth_are_corrected_over_a_baseline(walk
     assert pnp_matches is not None and counted.sum() > 50
 
     def lean_of(points):  # the slope of their log depth error across the first image
-        pixels = _project(points, np.eye(4)).round().astype(int)
+        pixels = _project(points, np.eye(4), K).round().astype(int)
         inside = ((pixels >= 0) & (pixels < [112, 84])).all(1)
         error = np.log(points[inside, 2] / first_depth[pixels[inside, 1], pixels[inside, 0]])
         across = (pixels[inside, 0] - K[0, 2]) / 112

@@ -48,6 +48,11 @@ def rays(pixels: np.ndarray, K: np.ndarray) -> np.ndarray:
     return np.column_stack([(pixels - K[:2, 2]) / np.diag(K)[:2], np.ones(len(pixels))])
 
 
+def project(seen: np.ndarray, K: np.ndarray) -> np.ndarray:
+    """[N, 2] pixels of camera-frame points [N, 3] (in front of it): the inverse of rays."""
+    return seen[:, :2] / seen[:, 2:] * np.diag(K)[:2] + K[:2, 2]
+
+
 def turned_pixels(
     pixels: np.ndarray, turn: np.ndarray, K: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -56,5 +61,5 @@ def turned_pixels(
     frame's parallax is a pixel or so, so this is where Lucas-Kanade starts."""
     seen = rays(pixels, K) @ turn.T
     front = seen[:, 2] > 0
-    depth = np.where(front, seen[:, 2], 1.0)
-    return seen[:, :2] / depth[:, None] * np.diag(K)[:2] + K[:2, 2], front
+    seen[~front, 2] = 1.0  # behind the camera: anywhere, masked out
+    return project(seen, K), front

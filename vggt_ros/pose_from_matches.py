@@ -305,27 +305,29 @@ def solve_pose(
     the predicted pose.
     """
     pixels, points = refined_points(flow, image, first, K, patch_size)
-    groups = [(pixels, points, np.zeros_like(points))]
+    # (pixels, first-frame points, the centres they were lifted from, their log depths' spread)
+    groups = [(pixels, points, np.zeros_like(points), np.full(len(points), DEPTH_SIGMA))]
     expected = [predicted[:3, :3]]
     tracks, far = Tracks.none(), np.zeros(0, bool)
     if previous is not None and all(np.isfinite(a).all() for a in (predicted, K, previous.pose)):
         centre = np.linalg.inv(previous.pose)[:3, 3]
         pixels, points = tracked_points(image, previous, predicted, K, patch_size)
-        groups.append((pixels, points, np.broadcast_to(centre, points.shape)))
+        spreads = np.full(len(points), DEPTH_SIGMA)
+        groups.append((pixels, points, np.broadcast_to(centre, points.shape), spreads))
         turns = [predicted[:3, :3] @ previous.pose[:3, :3].T, previous.turn, np.eye(3)]
         tracks = follow(previous.tracks, previous.image, image, turns, K, patch_size)
         far = tracks.with_baseline(centre)
-        groups.append((tracks.pixels[far], tracks.points[far], tracks.origins[far]))
+        groups.append(
+            (tracks.pixels[far], tracks.points[far], tracks.origins[far], tracks.sigmas[far])
+        )
         expected.append(previous.next_rotation)
-    pixels, points, origins = (np.concatenate(parts) for parts in zip(*groups, strict=True))
+    pixels, points, origins, sigmas = (np.concatenate(parts) for parts in zip(*groups, strict=True))
     enough = len(pixels) >= MIN_REFINED
     pose = solve_pnp(pixels, points, K, REFINED_RANSAC_PIXELS) if enough else None
     if pose is not None and np.isfinite(predicted).all():  # a model's NaN: no check, no PnP
         if any(_degrees_apart(pose[:3, :3], rotation) <= HEAD_AGREEMENT for rotation in expected):
-            sigmas = np.full(len(points), DEPTH_SIGMA)
-            sigmas[len(points) - far.sum() :] = tracks.sigmas[far]
             refined = refine_pose(pose, pixels, points, origins, sigmas, K)
-            followed = len(points) - far.sum()
+            followed = len(points) - far.sum()  # the tracks come last
             tracks = tracks.with_points(far, refined.points[followed:], refined.sigmas[followed:])
             return SolvedPose(refined.pose, (pixels, points), tracks)
     pose = predicted.copy()

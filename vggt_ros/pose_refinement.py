@@ -21,6 +21,8 @@ from typing import NamedTuple
 import numpy as np
 from scipy.spatial.transform import Rotation
 
+from vggt_ros.image_tracking import project
+
 DEPTH_SIGMA = 0.1  # prior spread of a point's log depth as the model gives it (a frame's AbsRel)
 PIXEL_SIGMA = 0.3  # [px] a refined or tracked match's error (0.1-0.2 px measured, and drift)
 GATE_PIXELS = 1.0  # [px] PnP's inliers (pose_from_matches.REFINED_RANSAC_PIXELS) take part
@@ -56,7 +58,7 @@ def refine_pose(
     seen = points @ pose[:3, :3].T + pose[:3, 3]
     front = seen[:, 2] > 0
     off = np.full(len(points), np.inf)
-    off[front] = np.linalg.norm(_project(seen[front], K) - pixels[front], axis=1)
+    off[front] = np.linalg.norm(project(seen[front], K) - pixels[front], axis=1)
     used = off < GATE_PIXELS
     if used.sum() < MIN_POINTS:
         return unchanged
@@ -101,7 +103,7 @@ class _Problem:
         Huber weights."""
         seen = self.points(log_depths) @ rotation.T + translation
         with np.errstate(divide='ignore', invalid='ignore'):  # behind the camera: cost is inf
-            residuals = (_project(seen, self.K) - self.pixels) / PIXEL_SIGMA
+            residuals = (project(seen, self.K) - self.pixels) / PIXEL_SIGMA
         size = np.linalg.norm(residuals, axis=1)
         weights = np.minimum(1.0, HUBER / np.maximum(size, 1e-12))
         return residuals, seen, weights
@@ -157,7 +159,3 @@ class _Problem:
         _, weights, _, depth_j = self._jacobians(rotation, translation, log_depths)
         information = 1 / self.sigmas**2 + (weights[:, None] * depth_j**2).sum(1)
         return 1 / np.sqrt(information)
-
-
-def _project(seen: np.ndarray, K: np.ndarray) -> np.ndarray:
-    return seen[:, :2] / seen[:, 2:] * np.diag(K)[:2] + K[:2, 2]
