@@ -6,8 +6,8 @@ vggt_ros.node_parameters. The subscription callback only drops the newest image 
 LatestFrameSlot, and one worker thread runs the Reconstructor on it and publishes, so inference
 never blocks the executor (parameter and service requests are answered meanwhile) and frames that
 arrive during inference replace each other instead of queueing. What becomes of a frame
-is the StreamPipeline's decision (vggt_ros.pipeline, shared with the evaluator); the messages come
-from the table in vggt_ros.node_outputs, built only for outputs somebody subscribes to.
+is the StreamPipeline's decision (vggt_ros.pipeline, shared with the evaluator); its messages and
+TF are vggt_ros.node_publishing's, built only for outputs somebody subscribes to.
 """
 
 from __future__ import annotations
@@ -16,15 +16,12 @@ import sys
 import threading
 import time
 import traceback
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
-from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import PoseStamped
 from rclpy.executors import ExternalShutdownException
 from rclpy.logging import LoggingSeverity
 from rclpy.node import Node
@@ -35,23 +32,19 @@ from rclpy.qos import (
     QoSReliabilityPolicy,
 )
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-from std_msgs.msg import Header
 from std_srvs.srv import Trigger
-from tf2_msgs.msg import TFMessage
 
-from vggt_ros import images, messages, params
+from vggt_ros import images, params
 from vggt_ros.checkpoints import weights_description
 from vggt_ros.continuity import RESET_REQUESTED
 from vggt_ros.latest_frame import LatestFrameSlot
 from vggt_ros.metric_scale import ScaleEstimate
-from vggt_ros.node_outputs import OUTPUTS, Output, Stamped, scale_values
 from vggt_ros.node_parameters import NodeParameters, StartupError
-from vggt_ros.outputs import FrameOutputs, body_twist, scaled_pose
+from vggt_ros.node_publishing import NodePublishing
 from vggt_ros.pipeline import MetricSample, StreamPipeline, reconstructor_from_parameters
 from vggt_ros.reconstructor import Reconstructor
 from vggt_ros.stamp_pairing import StampPairing
-from vggt_ros.stats import KindThrottle, StreamStats, window_fill
-from vggt_ros.tf_layout import Placement, TfLayout
+from vggt_ros.stats import KindThrottle, StreamStats
 from vggt_ros.tf_listener import make_tf
 
 FALLBACK_CAMERA_FRAME = 'vggt_camera_optical_frame'
@@ -69,9 +62,6 @@ IMAGE_QOS = {
         ('reliable', QoSReliabilityPolicy.RELIABLE),
     )
 }
-MAP, DIAGNOSTICS, TF_STATIC = (
-    next(o for o in OUTPUTS if o.name == name) for name in ('map', 'diagnostics', 'tf_static')
-)
 LOG_THROTTLE_S = 5.0
 
 
@@ -98,10 +88,6 @@ def _nanoseconds(stamp: Time) -> int:
     return stamp.sec * 1_000_000_000 + stamp.nanosec
 
 
-def _stamp(nanoseconds: int) -> Time:
-    return Time(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
-
-
 class StreamNode(Node):
     """Runs StreamVGGT on a camera stream and publishes its geometry.
 
@@ -113,7 +99,7 @@ class StreamNode(Node):
         super().__init__(params.NODE_NAME, **node_options)
         try:
             self._node_parameters = NodeParameters(self)
-            self._reconstructor = reconstructor or self._load_reconstructor(self._values)
+            reconstructor = reconstructor or self._load_reconstructor(self._values)
         except StartupError as error:
             self.get_logger().fatal(str(error))
             super().destroy_node()
@@ -122,16 +108,12 @@ class StreamNode(Node):
         self._stats = StreamStats()
         self._throttle = KindThrottle(LOG_THROTTLE_S)
         self._slot: LatestFrameSlot[_Frame] = LatestFrameSlot()
-        self._pipeline = StreamPipeline(self._reconstructor, values)
+        self._pipeline = StreamPipeline(reconstructor, values)
         self._transforms, self._tf_listener = make_tf(self)
-        self._layout = TfLayout(self._transforms, values)
-        self._static: tuple[str, str, np.ndarray] | None = None  # on /tf_static
-        # world, body, stamp and pose of the last frame's body, for the twist
-        self._last_body: tuple[str, str, int, np.ndarray] | None = None
         self._images_seen = 0  # by the callback, for frame_stride
-        self._path: deque[PoseStamped] = deque(maxlen=values['path.max_length'])
-        self._next_map_publish = 0.0
-        self._create_publishers()
+        self._publishing = NodePublishing(
+            self, self._pipeline, self._stats, self._transforms, values, self._report
+        )
         self._subscribe(values['image_transport'], IMAGE_QOS[values['image_qos']])
         self._depths: StampPairing[Image] = StampPairing()
         if values['scale_source'] == 'depth':
@@ -146,7 +128,10 @@ class StreamNode(Node):
                 IMAGE_QOS['sensor_data'],
             )
         self.create_service(Trigger, '~/reset', self._on_reset)
-        self.create_timer(values['diagnostics_period'], self._publish_diagnostics)
+        self.create_timer(
+            values['diagnostics_period'],
+            lambda: self._publishing.diagnostics(self._values, self._scale),
+        )
         self._worker = threading.Thread(target=self._work, name='vggt_inference', daemon=True)
         self._worker.start()
 
@@ -173,12 +158,6 @@ class StreamNode(Node):
         return reconstructor
 
     # Topics and services --------------------------------------------------------------------
-
-    def _create_publishers(self) -> None:
-        self._pub = {
-            output.name: self.create_publisher(output.kind, output.topic, output.qos)
-            for output in OUTPUTS
-        }
 
     def _subscribe(self, transport: str, qos: QoSProfile) -> None:
         message_type, topic = (
@@ -229,12 +208,6 @@ class StreamNode(Node):
         response.message = 'the next frame starts a new world'
         return response
 
-    def _wanted(self, output: Output, values: dict[str, Any]) -> bool:
-        """Whether `output` is switched on and somebody listens (or it is always published)."""
-        return values[f'publish_{output.switch}'] and (
-            output.always or self._pub[output.name].get_subscription_count() > 0
-        )
-
     # The worker -----------------------------------------------------------------------------
 
     def _work(self) -> None:
@@ -264,7 +237,7 @@ class StreamNode(Node):
             stamp_ns,
             frame.received_ns,
             values,
-            update_map=self._wanted(MAP, values),
+            update_map=self._publishing.map_wanted(values),
             metric=self._metric_sample(stamp_ns, camera, values),
         )
         self._scale = outcome.scale or self._scale
@@ -273,7 +246,7 @@ class StreamNode(Node):
         if outcome.reset:
             self._log_reset(outcome.reset)
         if outcome.history_cleared:
-            self._path.clear()
+            self._publishing.clear_path()
         if outcome.status == 'skipped':
             self._stats.skip(outcome.kind)
             self._report(outcome.kind, LoggingSeverity.INFO, f'skipping a frame: {outcome.kind}')
@@ -281,7 +254,15 @@ class StreamNode(Node):
             prefix = '' if outcome.kind == 'model' else 'skipping an image: '
             self._fail(outcome.kind, prefix + outcome.error)
         else:
-            self._publish(_stamp(outcome.stamp_ns), camera, outcome.frame, rgb.shape[:2], values)
+            self._publishing.frame(
+                outcome.stamp_ns,
+                camera,
+                outcome.frame,
+                rgb.shape[:2],
+                values,
+                self._scale,
+                self._camera_infos.nearest(outcome.stamp_ns) or self._camera_infos.latest(),
+            )
             timings = outcome.frame.result.timings  # a re-anchoring's warm-start included
             model_s = timings.get('model', float('nan')) + timings.get('reanchor', 0.0)
             self._stats.frame_done(model_s, frame.received_at)
@@ -328,114 +309,6 @@ class StreamNode(Node):
             logger.warning(text)
         else:
             logger.info(text)
-
-    # Publishing -----------------------------------------------------------------------------
-
-    def _publish(
-        self,
-        stamp: Time,
-        camera: str,
-        frame: FrameOutputs,
-        input_size: tuple[int, int],
-        values: dict[str, Any],
-    ) -> None:
-        """Every per-frame output that is switched on and listened to, from the table."""
-        placement = self._place(stamp, camera, frame, values)
-        world = Header(stamp=stamp, frame_id=placement.world)
-        if self._path and self._path[-1].header.frame_id != placement.world:
-            self._path.clear()  # the tf_mode changed: the old path is in another frame
-        pose = messages.matrix_to_pose(placement.body_pose)
-        self._path.append(PoseStamped(header=world, pose=pose))
-        camera_header = Header(stamp=stamp, frame_id=camera)
-        twist = self._twist(placement, _nanoseconds(stamp))
-        stamp_ns = _nanoseconds(stamp)
-        info = self._camera_infos.nearest(stamp_ns) or self._camera_infos.latest()
-        stamped = Stamped(
-            frame,
-            placement,
-            world,
-            camera_header,
-            self._path,
-            twist,
-            self._scale,
-            values,
-            input_size,
-            info,
-        )
-        for output in OUTPUTS:
-            if output.build is not None and self._wanted(output, values):
-                message = output.build(stamped)
-                if message is not None:
-                    self._pub[output.name].publish(message)
-        if self._wanted(MAP, values):
-            self._publish_map(Header(stamp=stamp, frame_id=values['world_frame']))
-
-    def _place(
-        self, stamp: Time, camera: str, frame: FrameOutputs, values: dict[str, Any]
-    ) -> Placement:
-        """Where this frame's pose goes in the TF tree; world_frame hung under it once."""
-        options = frame.options
-        optical = scaled_pose(frame.result.world_from_camera, 'optical', options.scale)
-        placement = self._layout.place(
-            camera, optical, frame.pose, _nanoseconds(stamp), time.monotonic(), values
-        )
-        if placement.note:
-            self._report(placement.note_kind, LoggingSeverity.INFO, placement.note)
-        static = placement.static
-        if values['publish_tf'] and static is not None and not self._same_static(static):
-            transform = messages.matrix_to_transform(static[2], stamp, static[0], static[1])
-            self._pub[TF_STATIC.name].publish(TFMessage(transforms=[transform]))
-            self._static = static
-        return placement
-
-    def _twist(self, placement: Placement, stamp_ns: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """The body's velocity since the last frame in the same frames; None after a change."""
-        last = self._last_body
-        self._last_body = (placement.world, placement.body, stamp_ns, placement.body_pose)
-        if last is None or last[:2] != self._last_body[:2] or stamp_ns <= last[2]:
-            return None
-        return body_twist(last[3], placement.body_pose, (stamp_ns - last[2]) * 1e-9)
-
-    def _same_static(self, static: tuple[str, str, np.ndarray]) -> bool:
-        old = self._static
-        return old is not None and old[:2] == static[:2] and np.allclose(old[2], static[2])
-
-    def _publish_map(self, header: Header) -> None:
-        """The accumulated map, every map.period seconds."""
-        voxels = self._pipeline.map
-        now = time.monotonic()
-        if now < self._next_map_publish or not len(voxels):
-            return
-        self._next_map_publish = now + self._values['map.period']
-        self._pub[MAP.name].publish(
-            messages.points_to_cloud(voxels.points[None], voxels.colours[None], header)
-        )
-
-    def _publish_diagnostics(self) -> None:
-        values = self._values
-        if not values['publish_diagnostics']:
-            return
-        snapshot = self._stats.snapshot()
-        level, message = snapshot.level(stall_seconds=max(5.0, 5 * values['diagnostics_period']))
-        reconstructor = self._reconstructor
-        status = messages.diagnostic_status(
-            name=f'{self.get_name()}: stream',
-            level=level,
-            message=message,
-            hardware_id=str(reconstructor.device),
-            values={
-                **snapshot.as_values(),
-                'window': window_fill(reconstructor.frame_index, values['window_size']),
-                'merging': 'on' if self._pipeline.merging else 'off',
-                'device': str(reconstructor.device),
-                'preset': values['preset'],
-                'image_width': values['image_width'],
-                **scale_values(self._scale, values),
-            },
-        )
-        self._pub[DIAGNOSTICS.name].publish(
-            DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status])
-        )
 
     # Shutdown -------------------------------------------------------------------------------
 
