@@ -18,7 +18,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
-from vggt_ros import params
+from vggt_ros import config_files, params
 
 PACKAGE = 'vggt_ros'
 
@@ -42,7 +42,7 @@ def _fixed_frame(context):
     world frame), from the table's defaults, the params file and the tf_mode argument."""
     values = {
         **params.DEFAULTS,
-        **params.read_params_file(LaunchConfiguration('params_file').perform(context)),
+        **config_files.read_params_file(LaunchConfiguration('params_file').perform(context)),
     }
     values['tf_mode'] = LaunchConfiguration('tf_mode').perform(context) or values['tf_mode']
     return params.fixed_frame(values)

@@ -79,7 +79,7 @@ def test_stream_node_entry_point(install):
 
 def test_installed_code_finds_the_installed_config(install):
     site_packages = next((install / 'lib').glob('python3*/site-packages'))
-    probe = 'from vggt_ros import params; print(params.config_file("small.yaml"))'
+    probe = 'from vggt_ros import config_files; print(config_files.config_file("small.yaml"))'
     prefixes = os.pathsep.join([str(install), os.environ.get('AMENT_PREFIX_PATH', '')])
     env = dict(os.environ, PYTHONPATH=str(site_packages), AMENT_PREFIX_PATH=prefixes)
     result = subprocess.run(

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file
 from scipy.spatial.transform import Rotation
 
-from vggt_ros import params
+from vggt_ros import config_files, params
 from vggt_ros.checkpoints import load_model, weights_description
 from vggt_ros.reconstructor import Reconstructor
 from vggt_ros.synthetic import HELD_OUT_SEEDS
@@ -42,7 +42,7 @@ def test_the_small_preset_loads_its_shipped_weights_without_a_checkpoint():
 
 
 def test_the_deployed_configuration_is_a_valid_params_file():
-    values = {**params.DEFAULTS, **params.read_params_file(heldout.CONFIG)}
+    values = {**params.DEFAULTS, **config_files.read_params_file(heldout.CONFIG)}
     assert values['preset'] == 'small' and values['checkpoint'] == ''
     assert not params.validate(values) and not params.validate_combination(values)
 
@@ -86,7 +86,7 @@ def walk(tmp_path_factory):
 @pytest.fixture(scope='module')
 def deployed():
     """A Reconstructor factory: the shipped model in config/small.yaml, with `changes`."""
-    values = {**params.DEFAULTS, **params.read_params_file(heldout.CONFIG)}
+    values = {**params.DEFAULTS, **config_files.read_params_file(heldout.CONFIG)}
     model = load_model(None, 'small')
 
     def reconstructor(**changes) -> Reconstructor:

@@ -11,14 +11,10 @@ can be used (and tested) anywhere.
 from __future__ import annotations
 
 import math
-import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import yaml
 
 from vggt_ros.frame_size import check_image_width
 from vggt_ros.metric_scale import SCALE_SOURCES
@@ -470,45 +466,8 @@ def session_options(values: Mapping[str, Any]) -> SessionOptions:
     )
 
 
-def config_file(name: str) -> Path:
-    """A file of the package's config/: the checkout's (the venv's editable install, tests),
-    else the installed share directory's (a colcon install has no config/ beside the code)."""
-    checkout = Path(__file__).resolve().parents[1] / 'config' / name
-    if checkout.is_file():
-        return checkout
-    from ament_index_python.packages import get_package_share_directory  # noqa: PLC0415
-
-    return Path(get_package_share_directory('vggt_ros')) / 'config' / name
-
-
 def fixed_frame(values: Mapping[str, Any]) -> str:
     """The frame rviz should hold fixed: the root the node's outputs hang from in this tf_mode."""
     return {'odom': values['odom_frame'], 'map': values['map_frame']}.get(
         values['tf_mode'], values['world_frame']
     )
-
-
-def read_params_file(path: str | os.PathLike, node: str = NODE_NAME) -> dict[str, Any]:
-    """The node's parameters from a ROS 2 params file: its '/**' section and its own (by name,
-    with or without a leading slash), nested keys joined with dots as ROS does."""
-    try:
-        document = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise ValueError(f'cannot read params file {path}: {error}') from error
-    if not isinstance(document, dict):
-        raise ValueError(f'params file {path} holds no parameters')
-    values: dict[str, Any] = {}
-    for section in ('/**', node, f'/{node}'):
-        parameters = (document.get(section) or {}).get('ros__parameters', {})
-        values.update(_flatten(parameters))
-    return values
-
-
-def _flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(_flatten(value, f'{prefix}{key}.'))
-        else:
-            flat[f'{prefix}{key}'] = value
-    return flat

@@ -17,7 +17,7 @@ from typing import Any
 
 from rosbags.highlevel import AnyReader
 
-from vggt_ros import params
+from vggt_ros import config_files, params
 from vggt_ros.checkpoints import weights_description
 from vggt_ros.evaluation import baselines, ground_truth, metrics
 from vggt_ros.evaluation.bag_io import BagError, open_bag
@@ -110,7 +110,7 @@ def parameter_values(args: argparse.Namespace) -> dict[str, Any]:
     by the node's own rules."""
     values = dict(params.DEFAULTS)
     if args.params_file is not None:
-        values.update(params.read_params_file(args.params_file))
+        values.update(config_files.read_params_file(args.params_file))
     values.update(
         {
             spec.name: getattr(args, spec.name)

@@ -23,8 +23,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
-from vggt_ros import params
 from vggt_ros.checkpoints import load_state_dict_file
+from vggt_ros.config_files import config_file, read_params_file
 from vggt_ros.model import StreamVGGT
 from vggt_ros.pose_from_matches import image_step, lift
 from vggt_ros.stream_types import SessionOptions
@@ -34,7 +34,7 @@ FLOW_HEAD_PREFIX = 'flow_head.'
 RIDGE = 1e-3  # relative to the mean feature energy: keeps rarely used directions at zero
 IRLS_ITERATIONS = 8
 IRLS_FLOOR = 0.01  # patches: residuals below count as this, so no match weighs without bound
-TILT_WINDOW = params.read_params_file(params.config_file('small.yaml'))['window_size']  # deployed
+TILT_WINDOW = read_params_file(config_file('small.yaml'))['window_size']  # deployed
 TILT_MIN_PIXELS = 100  # a frame with fewer pixels of known depth says nothing of its lean
 
 

@@ -17,12 +17,12 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from vggt_ros import params
+from vggt_ros.config_files import config_file
 from vggt_ros.evaluation import cli as vggt_eval
 from vggt_ros.synthetic import HELD_OUT_SEEDS
 from vggt_ros.training.scenes import PATH_FRAMES, write_scenes
 
-CONFIG = params.config_file('small.yaml')
+CONFIG = config_file('small.yaml')
 DEFAULT_EVAL_ARGS = ('--params-file', str(CONFIG))
 SEEDS = range(HELD_OUT_SEEDS.start, HELD_OUT_SEEDS.start + 2)
 FRAMES, WIDTH, HEIGHT = PATH_FRAMES, 224, 168

@@ -1,0 +1,50 @@
+"""The node's parameters on disk, for code that runs outside the node: the package's config/
+files wherever it is installed, and a ROS 2 params file read as ROS reads it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vggt_ros.params import NODE_NAME
+
+
+def config_file(name: str) -> Path:
+    """A file of the package's config/: the checkout's (the venv's editable install, tests),
+    else the installed share directory's (a colcon install has no config/ beside the code)."""
+    checkout = Path(__file__).resolve().parents[1] / 'config' / name
+    if checkout.is_file():
+        return checkout
+    from ament_index_python.packages import get_package_share_directory  # noqa: PLC0415
+
+    return Path(get_package_share_directory('vggt_ros')) / 'config' / name
+
+
+def read_params_file(path: str | os.PathLike, node: str = NODE_NAME) -> dict[str, Any]:
+    """The node's parameters from a ROS 2 params file: its '/**' section and its own (by name,
+    with or without a leading slash), nested keys joined with dots as ROS does."""
+    try:
+        document = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ValueError(f'cannot read params file {path}: {error}') from error
+    if not isinstance(document, dict):
+        raise ValueError(f'params file {path} holds no parameters')
+    values: dict[str, Any] = {}
+    for section in ('/**', node, f'/{node}'):
+        parameters = (document.get(section) or {}).get('ros__parameters', {})
+        values.update(_flatten(parameters))
+    return values
+
+
+def _flatten(tree: dict[str, Any], prefix: str = '') -> dict[str, Any]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f'{prefix}{key}.'))
+        else:
+            flat[f'{prefix}{key}'] = value
+    return flat
