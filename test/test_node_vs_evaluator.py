@@ -61,9 +61,7 @@ def params_file(tmp_path):
 
 def evaluator_outputs(bag, values, model):
     """(stamp -> pose, stamp -> depth, how many re-anchorings) as the evaluator records them."""
-    reconstructor = Reconstructor(
-        model, image_width=values['image_width'], options=params.session_options(values)
-    )
+    reconstructor = Reconstructor(model, **params.reconstructor_options(values))
     poses, depths, reanchored = {}, {}, []
 
     def record(outcome):
@@ -107,9 +105,7 @@ def node_matches_evaluator(bag, values, model, harness_factory):
     expected = evaluator_outputs(bag, values, model)
     expected_poses, expected_depths, _ = expected
     node_parameters = {name: values[name] for name in params.SPECS if name != 'checkpoint'}
-    reconstructor = Reconstructor(
-        model, image_width=values['image_width'], options=params.session_options(values)
-    )
+    reconstructor = Reconstructor(model, **params.reconstructor_options(values))
     harness = harness_factory(reconstructor=reconstructor, **node_parameters)
     published = 0
     for image in bag_images(bag):

@@ -161,3 +161,12 @@ def test_rejects_bad_options(model):
         Reconstructor(model, image_width=50)
     with pytest.raises(ValueError):
         Reconstructor(model, precision='fp8')
+
+
+def test_tracking_scale_is_checked_and_left_to_poses_from_matches(model):
+    for scale in (0, 5, 2.0):
+        with pytest.raises(ValueError, match='tracking_scale'):
+            Reconstructor(model, image_width=WIDTH, tracking_scale=scale)
+    recon = Reconstructor(model, image_width=WIDTH, tracking_scale=2)  # no flow head: the model's
+    assert recon.tracking_scale == 1
+    assert recon.preprocess(random_rgb(2 * WIDTH, 2 * WIDTH)).shape[-1] == WIDTH

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 PATCH_SIZE = 14  # StreamVGGTConfig.patch_size: image sides are multiples of it
 MIN_PATCHES = 2  # per side of the model's image: fewer cannot carry geometry
+MAX_TRACKING_SCALE = 4  # poses from matches track at most this many times the model's size
 
 
 class FrameSizeError(ValueError):
@@ -24,6 +25,14 @@ def check_image_width(image_width: int) -> None:
         raise ValueError(
             f'image_width must be a multiple of {PATCH_SIZE} of at least '
             f'{MIN_PATCHES * PATCH_SIZE}, got {image_width}'
+        )
+
+
+def check_tracking_scale(scale: int) -> None:
+    """Raise ValueError unless `scale` is an integer from 1 to MAX_TRACKING_SCALE."""
+    if type(scale) is not int or not 1 <= scale <= MAX_TRACKING_SCALE:
+        raise ValueError(
+            f'tracking_scale must be an integer from 1 to {MAX_TRACKING_SCALE}, got {scale!r}'
         )
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vggt_ros.frame_size import check_image_width
+from vggt_ros.frame_size import MAX_TRACKING_SCALE, check_image_width
 from vggt_ros.metric_scale import SCALE_SOURCES
 from vggt_ros.model import PRESETS, MergingConfig
 from vggt_ros.stream_types import (
@@ -209,6 +209,16 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         "into the first frame's scale (models with a flow head only, such as small; "
         'config/small.yaml sets it).',
         choices=POSE_SOURCES,
+    ),
+    ParameterSpec(
+        'tracking_scale',
+        1,
+        'With pose_source matches, the frame is matched and tracked at this many times '
+        "image_width (up to the camera's own width is useful) while the model still sees "
+        "image_width: finer poses for the cost of tracking alone. Outputs keep the model's "
+        "size. 1: the model's image (config/small.yaml: 2).",
+        minimum=1,
+        maximum=MAX_TRACKING_SCALE,
     ),
     ParameterSpec(
         'merging.enabled',
@@ -464,6 +474,16 @@ def session_options(values: Mapping[str, Any]) -> SessionOptions:
         if values['pose_source'] == 'matches'
         else RECONSTRUCTOR_HEADS,
     )
+
+
+def reconstructor_options(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The Reconstructor's keyword arguments the parameters describe (node and evaluator alike):
+    the model's image width, the tracking scale and the session."""
+    return {
+        'image_width': values['image_width'],
+        'tracking_scale': values['tracking_scale'],
+        'options': session_options(values),
+    }
 
 
 def fixed_frame(values: Mapping[str, Any]) -> str:

@@ -250,14 +250,14 @@ class StreamPipeline:
 
 def reconstructor_from_parameters(values: Mapping[str, Any]) -> Reconstructor:
     """The model and session the parameters describe: checkpoint, preset, device ('auto': CUDA
-    when available), image width and session options. Raises CheckpointError (a ValueError)."""
+    when available), image width, tracking scale and session options. Raises CheckpointError (a
+    ValueError)."""
     device = default_device() if values['device'] == 'auto' else values['device']
     return Reconstructor.from_checkpoint(
         values['checkpoint'] or None,
         values['preset'],
         device,
-        image_width=values['image_width'],
-        options=params.session_options(values),
+        **params.reconstructor_options(values),
     )
 
 

@@ -8,16 +8,22 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from vggt_ros.checkpoints import load_model
-from vggt_ros.frame_size import check_image_width, model_size, resized_height
+from vggt_ros.frame_size import (
+    check_image_width,
+    check_tracking_scale,
+    model_size,
+    resized_height,
+)
 from vggt_ros.model import StreamVGGT
 from vggt_ros.model.geometry import pose_encoding_to_extri_intri, to_homogeneous
 from vggt_ros.model.merging import MergingConfig
@@ -61,21 +67,64 @@ def preprocess(rgb: np.ndarray, image_width: int, device: torch.device | str = '
     pixels = torch.from_numpy(np.ascontiguousarray(rgb)).to(device)
     image = pixels.permute(2, 0, 1).float() / 255
     if (resized, image_width) != (height, width):
-        image = F.interpolate(
-            image[None],
-            size=(resized, image_width),
-            mode='bicubic',
-            align_corners=False,
-            antialias=True,
-        )[0].clamp_(0, 1)
+        image = resized_image(image, (resized, image_width))
     top = max(resized - image_width, 0) // 2
     return image[:, top : top + image_width]
+
+
+def resized_image(image: Tensor, size: tuple[int, int]) -> Tensor:
+    """A [3, H, W] image in [0, 1] resized to `size` as the reference preprocessing resizes."""
+    resized = F.interpolate(
+        image[None], size=size, mode='bicubic', align_corners=False, antialias=True
+    )
+    return resized[0].clamp_(0, 1)
 
 
 def to_rgb8(image: Tensor) -> np.ndarray:
     """A model input [3, H, W] in [0, 1] (see `preprocess`) -> HxWx3 uint8 on the host: the
     colours a FrameResult carries, and what poses from matches track in."""
     return image.permute(1, 2, 0).mul(255).round().to(torch.uint8).cpu().numpy()
+
+
+@dataclass(frozen=True)
+class TrackingFrame:
+    """A frame as poses from matches see it: at an integer multiple of the model's size.
+
+    The model reads geometry from a small image; where the camera gives more pixels, matching
+    in them is finer at the cost of tracking alone (Lucas-Kanade), not of the model: a turn
+    moves the image by a fraction of a pixel per frame at 112 px. The model's depth and its
+    flow head's patch matches are carried up bilinearly; the depth comes back down by the mean
+    of each block of pixels.
+    """
+
+    image: np.ndarray  # HxW uint8 grey
+    depth: np.ndarray  # HxW
+    flow: np.ndarray  # [P, 2] per patch of this size (model.config.patch_size pixels), in patches
+    K: np.ndarray
+    scale: int
+
+    @classmethod
+    def of(
+        cls, tracked: Tensor, pose_enc: Tensor, flow: np.ndarray, depth: np.ndarray, patch: int
+    ) -> TrackingFrame:
+        """`tracked` (a preprocessed frame), the model's `flow` [P, 2] and HxW `depth` for it."""
+        height, width = tracked.shape[-2:]
+        scale = width // depth.shape[1]
+        _, K = pose_encoding_to_extri_intri(pose_enc.double(), (height, width))
+        if scale > 1:
+            rows, columns = depth.shape[0] // patch, depth.shape[1] // patch
+            grid = flow.reshape(rows, columns, 2)
+            finer = (columns * scale, rows * scale)
+            flow = cv2.resize(grid, finer, interpolation=cv2.INTER_LINEAR).reshape(-1, 2) * scale
+            depth = cv2.resize(depth, (width, height), interpolation=cv2.INTER_LINEAR)
+        return cls(grey(to_rgb8(tracked)), depth, flow, K.numpy(), scale)
+
+    def model_sized(self, depth: np.ndarray) -> np.ndarray:
+        """A depth of this frame's size back at the model's."""
+        if self.scale == 1:
+            return depth
+        height, width = (side // self.scale for side in depth.shape)
+        return cv2.resize(depth, (width, height), interpolation=cv2.INTER_AREA)
 
 
 class Reconstructor:
@@ -90,7 +139,8 @@ class Reconstructor:
     later frame's depth is levelled for the content's last step across the image
     (pose_from_matches.level_depth) and, where PnP gave the pose, straightened by the tracks
     whose depths are sure (tracks.straightened_depth) and put into the first frame's units,
-    those of the translations (pose_from_matches.depth_scale).
+    those of the translations (pose_from_matches.depth_scale). All of that runs on the frame at
+    `tracking_scale` times the model's size (TrackingFrame); the results keep the model's.
     """
 
     def __init__(
@@ -98,12 +148,15 @@ class Reconstructor:
         model: StreamVGGT,
         *,
         image_width: int = 518,
+        tracking_scale: int = 1,
         options: SessionOptions | None = None,
         **fields: Any,
     ) -> None:
         """`options` (default: the heads the outputs need, RECONSTRUCTOR_HEADS), with any
-        SessionOptions field overridden by `fields`."""
+        SessionOptions field overridden by `fields`. With the flow head, poses from matches
+        track the frame at `tracking_scale` times `image_width` (see TrackingFrame)."""
         check_image_width(image_width)
+        check_tracking_scale(tracking_scale)
         options = replace(options or SessionOptions(heads=RECONSTRUCTOR_HEADS), **fields)
         if not {'camera', 'depth'} <= set(options.heads):
             raise ValueError(
@@ -111,6 +164,8 @@ class Reconstructor:
             )
         self.model = model
         self.image_width = image_width
+        # Only poses from matches look at the frame beyond what the model sees.
+        self.tracking_scale = tracking_scale if FLOW_HEAD in options.heads else 1
         self.device = model.device
         # The session owns autocast (aggregator in bf16/fp16 on GPU, heads always fp32).
         self.session = model.new_session(options)
@@ -145,8 +200,17 @@ class Reconstructor:
         self.session.set_merging(merging)
 
     def preprocess(self, rgb: np.ndarray) -> Tensor:
-        """HxWx3 uint8 -> the model's input on its device (see `preprocess`)."""
-        return preprocess(rgb, self.image_width, self.device)
+        """HxWx3 uint8 -> the frame on the device at tracking_scale times the model's size (see
+        `preprocess`); step_image shrinks it to the model's input."""
+        if self.tracking_scale == 1:
+            return preprocess(rgb, self.image_width, self.device)
+        check_rgb(rgb)
+        model = model_size(*rgb.shape[:2], self.image_width)
+        size = (model[0] * self.tracking_scale, model[1] * self.tracking_scale)
+        image = preprocess(rgb, size[1], self.device)
+        if image.shape[-2:] != size:  # the height rounded otherwise at this width
+            image = resized_image(image, size)
+        return image
 
     def step(self, rgb: np.ndarray, stamp: float | None = None) -> FrameResult:
         """Run one frame through the session and return its pose, depth and points."""
@@ -160,9 +224,13 @@ class Reconstructor:
     def step_image(self, image: Tensor, stamp: float | None = None) -> FrameResult:
         """Run one preprocessed frame (see preprocess) through the session."""
         start = time.perf_counter()
-        out = self.session.step(image)
+        model_input = image
+        if self.tracking_scale > 1:
+            size = (image.shape[-2] // self.tracking_scale, image.shape[-1] // self.tracking_scale)
+            model_input = resized_image(image, size)
+        out = self.session.step(model_input)
         inferred = self._clock()
-        result = self._to_result(out, image, stamp)
+        result = self._to_result(out, model_input, image, stamp)
         result.timings.update(model=inferred - start, postprocess=time.perf_counter() - inferred)
         self.frame_index += 1
         return result
@@ -190,7 +258,11 @@ class Reconstructor:
             torch.cuda.synchronize(self.device)
         return time.perf_counter()
 
-    def _to_result(self, out: dict[str, Tensor], image: Tensor, stamp: float | None) -> FrameResult:
+    def _to_result(
+        self, out: dict[str, Tensor], image: Tensor, tracked: Tensor, stamp: float | None
+    ) -> FrameResult:
+        """The session's outputs for the model's input `image` as a FrameResult; poses from
+        matches track the frame as `tracked` shows it (see TrackingFrame)."""
         height, width = image.shape[-2:]
         pose_enc = out['pose_enc'].detach().float().reshape(9).cpu()
         extrinsic, K = pose_encoding_to_extri_intri(pose_enc.double(), (height, width))
@@ -205,9 +277,9 @@ class Reconstructor:
         colours = to_rgb8(image)
         if FLOW_HEAD in out:
             flow = out[FLOW_HEAD].detach().float().cpu().numpy()
-            camera_from_world, depth = self._pose_from_matches(
-                camera_from_world, flow, grey(colours), depth, K.numpy()
-            )
+            frame = TrackingFrame.of(tracked, pose_enc, flow, depth, self.model.config.patch_size)
+            camera_from_world, tracked_depth = self._pose_from_matches(camera_from_world, frame)
+            depth = frame.model_sized(tracked_depth)
         return FrameResult(
             frame_index=self.frame_index,
             stamp=stamp,
@@ -223,14 +295,9 @@ class Reconstructor:
         )
 
     def _pose_from_matches(
-        self,
-        extrinsic: np.ndarray,
-        flow: np.ndarray,
-        image: np.ndarray,
-        depth: np.ndarray,
-        K: np.ndarray,
+        self, extrinsic: np.ndarray, frame: TrackingFrame
     ) -> tuple[np.ndarray, np.ndarray]:
-        """camera_from_first of this frame (grey `image`), from its matches to the first frame
+        """camera_from_first of this `frame`, from its matches to the first frame
         refined in the two images, those tracked from the previous frame and the session's
         tracks (pose_from_matches.solve_pose), and its depth, in the first frame's units where
         PnP gave the pose. The head's rotation is predicted through the correction PnP last made
@@ -238,6 +305,7 @@ class Reconstructor:
         pose rather than jumping back to the head's; a frame's depth is levelled for the step
         its matches made across the image, or the session's last step where PnP did not give
         them, and straightened by the session's sure tracks where PnP gave the pose."""
+        image, depth, flow, K = frame.image, frame.depth, frame.flow, frame.K
         if self.frame_index == 0:
             self._first, self._first_extrinsic = FirstFrame(image, depth), extrinsic
             tracks = Tracks.none().spawned(depth, np.eye(4), K)

@@ -12,7 +12,7 @@ from typing import Any
 from vggt_ros.bench.harness import fitted_slope, rss_bytes, timed
 from vggt_ros.evaluation import cli
 from vggt_ros.model import StreamVGGT
-from vggt_ros.params import session_options
+from vggt_ros.params import reconstructor_options
 from vggt_ros.pipeline import Outcome
 from vggt_ros.reconstructor import Reconstructor
 from vggt_ros.synthetic import TOPICS, make_sequence, write_bag
@@ -57,7 +57,7 @@ def evaluator_memory(
             + ['--image-width', str(width)]
         )
         values = cli.parameter_values(args)
-        reconstructor = Reconstructor(model, image_width=width, options=session_options(values))
+        reconstructor = Reconstructor(model, **reconstructor_options(values))
         result, _ = cli.replay_bag(args, values, reconstructor, on_outcome=sample)
     after = [(frame, rss) for frame, rss in samples if frame >= warmup]
     return {

@@ -56,9 +56,7 @@ def reanchoring_cost(
     }
     values = {'fixed anchor': base, 're-anchoring': {**base, 'anchor.max_frames': every}}
     pipelines = {
-        name: StreamPipeline(
-            Reconstructor(model, image_width=width, options=params.session_options(v)), v
-        )
+        name: StreamPipeline(Reconstructor(model, **params.reconstructor_options(v)), v)
         for name, v in values.items()
     }
     seconds: dict[str, list[float]] = {name: [] for name in pipelines}

@@ -77,6 +77,4 @@ def random_weights_reconstructor(values: Mapping[str, Any]) -> Reconstructor:
     """The parameters' preset and session on untrained weights (seeded, so runs agree)."""
     torch.manual_seed(RANDOM_SEED)
     model = StreamVGGT(values['preset']).eval().requires_grad_(False)
-    return Reconstructor(
-        model, image_width=values['image_width'], options=params.session_options(values)
-    )
+    return Reconstructor(model, **params.reconstructor_options(values))
