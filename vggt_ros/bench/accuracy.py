@@ -25,7 +25,7 @@ FIXED = ('--anchor.max_frames', '0', '--anchor.max_distance', '0')
 OPTIONS: dict[str, tuple[str, ...]] = {
     DEPLOYED: (),
     'poses from the camera head': ('--pose_source', 'camera_head'),
-    'tracking at the model\'s size (tracking_scale 1)': ('--tracking_scale', '1'),
+    "tracking at the model's size (tracking_scale 1)": ('--tracking_scale', '1'),
     'window 4': ('--window_size', '4'),
     'merging on': ('--merging.enabled', 'true'),
     'image width 84 (tracked at 168)': ('--image_width', '84'),
