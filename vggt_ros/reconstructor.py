@@ -205,8 +205,8 @@ class Reconstructor:
         if self.tracking_scale == 1:
             return preprocess(rgb, self.image_width, self.device)
         check_rgb(rgb)
-        model = model_size(*rgb.shape[:2], self.image_width)
-        size = (model[0] * self.tracking_scale, model[1] * self.tracking_scale)
+        height, width = model_size(*rgb.shape[:2], self.image_width)
+        size = (height * self.tracking_scale, width * self.tracking_scale)
         image = preprocess(rgb, size[1], self.device)
         if image.shape[-2:] != size:  # the height rounded otherwise at this width
             image = resized_image(image, size)
