@@ -105,19 +105,20 @@ class TrackingFrame:
 
     @classmethod
     def of(
-        cls, tracked: Tensor, pose_enc: Tensor, flow: np.ndarray, depth: np.ndarray, patch: int
+        cls, tracked: Tensor, K: np.ndarray, flow: np.ndarray, depth: np.ndarray, patch: int
     ) -> TrackingFrame:
-        """`tracked` (a preprocessed frame), the model's `flow` [P, 2] and HxW `depth` for it."""
+        """`tracked` (a preprocessed frame), and the model's K, `flow` [P, 2] and HxW `depth`
+        for it at the model's size."""
         height, width = tracked.shape[-2:]
         scale = width // depth.shape[1]
-        _, K = pose_encoding_to_extri_intri(pose_enc.double(), (height, width))
         if scale > 1:
+            K = K * np.array([[scale], [scale], [1.0]])  # fov-based: its rows scale with the size
             rows, columns = depth.shape[0] // patch, depth.shape[1] // patch
             grid = flow.reshape(rows, columns, 2)
             finer = (columns * scale, rows * scale)
             flow = cv2.resize(grid, finer, interpolation=cv2.INTER_LINEAR).reshape(-1, 2) * scale
             depth = cv2.resize(depth, (width, height), interpolation=cv2.INTER_LINEAR)
-        return cls(grey(to_rgb8(tracked)), depth, flow, K.numpy(), scale)
+        return cls(grey(to_rgb8(tracked)), depth, flow, K, scale)
 
     def model_sized(self, depth: np.ndarray) -> np.ndarray:
         """A depth of this frame's size back at the model's."""
@@ -277,7 +278,8 @@ class Reconstructor:
         colours = to_rgb8(image)
         if FLOW_HEAD in out:
             flow = out[FLOW_HEAD].detach().float().cpu().numpy()
-            frame = TrackingFrame.of(tracked, pose_enc, flow, depth, self.model.config.patch_size)
+            patch_size = self.model.config.patch_size
+            frame = TrackingFrame.of(tracked, K.numpy(), flow, depth, patch_size)
             camera_from_world, tracked_depth = self._pose_from_matches(camera_from_world, frame)
             depth = frame.model_sized(tracked_depth)
         return FrameResult(
