@@ -1,12 +1,13 @@
-"""Lucas-Kanade between two of the model's small grey images, and the pinhole rays it starts
-from (no ROS): what refined matches, tracked grids and followed tracks all run on."""
+"""Lucas-Kanade between two grey frames at the tracked size (tracking_scale times the model's),
+and the pinhole rays it starts from (no ROS): what refined matches, tracked grids and followed
+tracks all run on."""
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
-REFINE_WINDOW = 9  # Lucas-Kanade window [px] at the model's resolution
+REFINE_WINDOW = 9  # Lucas-Kanade window [px] in the tracked frame (at 224 px: 7 level, 15 worse)
 REFINE_LEVELS = 1  # pyramid levels above the image: every guess is a pixel or two off
 REFINE_ROUND_TRIP = 0.5  # [px] a tracked point must track back to where it started this closely
 REFINE_REACH = 3 / 7  # [patches] and stay this close to its guess (6 px at 14 px)

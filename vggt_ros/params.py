@@ -214,9 +214,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         'tracking_scale',
         1,
         'With pose_source matches, the frame is matched and tracked at this many times '
-        "image_width (up to the camera's own width is useful) while the model still sees "
-        "image_width: finer poses for the cost of tracking alone. Outputs keep the model's "
-        "size. 1: the model's image (config/small.yaml: 2).",
+        'image_width while the model still sees image_width: finer poses for the cost of '
+        "tracking alone. Outputs keep the model's size. 1: the model's image "
+        '(config/small.yaml: 2, best measured; 3 and 4 did no better with a 448-px camera).',
         minimum=1,
         maximum=MAX_TRACKING_SCALE,
     ),
