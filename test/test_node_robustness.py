@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
 from node_harness import CAMERA, HEIGHT, NS, WIDTH, bad_images, rgb_image, sized_image, stamp_of
+from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.parameter_client import AsyncParameterClient
 from sensor_msgs.msg import CompressedImage
@@ -18,6 +19,7 @@ from std_srvs.srv import Trigger
 
 from vggt_ros import messages
 from vggt_ros.node import StartupError, StreamNode
+from vggt_ros.node_parameters import NodeParameters
 
 NEW_SESSION = 'starting a new session'
 
@@ -121,6 +123,30 @@ def test_integers_are_taken_for_float_parameters(harness_factory):
     assert harness.node.get_parameter('scale').value == 3.0
     assert type(harness.node.get_parameter('scale').value) is float
     assert z_of(harness.send(rgb_image(2))) == pytest.approx(1.5 * 3)
+
+
+class HumbleNode(Node):
+    """A real node with rclpy's parameter API as Humble has it: no pre- or post-set callbacks."""
+
+    def __getattribute__(self, name):
+        if name in ('add_pre_set_parameters_callback', 'add_post_set_parameters_callback'):
+            raise AttributeError(name)
+        return super().__getattribute__(name)
+
+
+def test_parameters_are_checked_and_applied_with_humbles_rclpy(context):
+    node = HumbleNode('humble_parameters', context=context)
+    try:
+        parameters = NodeParameters(node)
+        assert node.set_parameters([Parameter('conf_threshold', value=20.0)])[0].successful
+        assert parameters.values['conf_threshold'] == 20.0
+        refused = node.set_parameters([Parameter('conf_threshold', value=-1.0)])[0]
+        assert not refused.successful and 'at least' in refused.reason
+        assert parameters.values['conf_threshold'] == 20.0  # nothing half-applied
+        assert node.set_parameters([Parameter('scale', value=3)])[0].successful
+        assert parameters.values['scale'] == 3.0 and type(parameters.values['scale']) is float
+    finally:
+        node.destroy_node()
 
 
 def test_parameter_checks_come_before_the_model(context, tmp_path):

@@ -321,20 +321,22 @@ class StreamNode(Node):
 
 def main(args: list[str] | None = None) -> int:
     """Run the node until Ctrl-C or shutdown; exit status 1 if it cannot start."""
+    rclpy.init(args=args)  # a context manager only from Kilted's rclpy on, so shut down by hand
     try:
-        with rclpy.init(args=args):
-            try:
-                node = StreamNode()
-            except StartupError:
-                return 1  # the node has logged why
-            try:
-                rclpy.spin(node)
-            except ExternalShutdownException:
-                pass
-            finally:
-                node.destroy_node()
+        try:
+            node = StreamNode()
+        except StartupError:
+            return 1  # the node has logged why
+        try:
+            rclpy.spin(node)
+        except ExternalShutdownException:
+            pass
+        finally:
+            node.destroy_node()
     except KeyboardInterrupt:
         pass
+    finally:
+        rclpy.try_shutdown()
     return 0
 
 

@@ -55,8 +55,14 @@ class NodeParameters:
         """Raises StartupError for a value (from the command line or a params file) that the
         table refuses."""
         self.values: dict[str, Any] | None = None
+        # rclpy before Iron (Humble) has no pre- or post-set callbacks: there a runtime integer for
+        # a float parameter stays one on the server (the values are coerced either way), and an
+        # accepted set is applied by the check itself.
+        post_set = getattr(node, 'add_post_set_parameters_callback', None)
+        self._apply_on_check = post_set is None
+        if hasattr(node, 'add_pre_set_parameters_callback'):
+            node.add_pre_set_parameters_callback(_floats_from_ints)
         # Registered first, so values from the command line or a params file are checked too.
-        node.add_pre_set_parameters_callback(_floats_from_ints)
         node.add_on_set_parameters_callback(self._check)
         try:
             declared = node.declare_parameters(
@@ -69,13 +75,16 @@ class NodeParameters:
         if reason:
             raise StartupError(f'invalid parameters: {reason}')
         self.values = values
-        node.add_post_set_parameters_callback(self._apply)
+        if post_set is not None:
+            post_set(self._apply)
 
     def _check(self, parameters: list[Parameter]) -> SetParametersResult:
         ours = {p.name: p.value for p in parameters if p.name in params.SPECS}
         reason = params.validate(ours)
         if reason is None and self.values is not None:  # running: check the whole new set
             reason = params.validate_combination({**self.values, **ours})
+            if reason is None and self._apply_on_check:
+                self._apply(parameters)
         return SetParametersResult(successful=reason is None, reason=reason or '')
 
     def _apply(self, parameters: list[Parameter]) -> None:
