@@ -4,8 +4,8 @@
         checkpoint:=$HOME/vggt_weights/checkpoints.pth use_rviz:=true
 
 Every node parameter lives in params_file (default: the installed config/stream.yaml); the
-arguments checkpoint and use_sim_time override it. For a bag: `ros2 bag play BAG --clock` and
-use_sim_time:=true.
+arguments checkpoint, tf_mode and use_sim_time override it. For a bag: `ros2 bag play BAG
+--clock` and use_sim_time:=true.
 """
 
 import os

@@ -83,7 +83,7 @@ def mismatch(tag: str, expected: dict[str, set[str]], found: list[str]) -> str:
     stale = sorted(set(found) - set(expected))
     lines = []
     for key in missing:
-        line = f'<{tag}>{key}</{tag}> missing (imported by {", ".join(sorted(expected[key]))})'
+        line = f'<{tag}>{key}</{tag}> missing (needed by {", ".join(sorted(expected[key]))})'
         if key not in ROSDEP_KEYS.values():
             line += '; if it is not a ROS package, map it in ROSDEP_KEYS or PIP_ONLY of this test'
         lines.append(line)
@@ -91,8 +91,23 @@ def mismatch(tag: str, expected: dict[str, set[str]], found: list[str]) -> str:
     return '\n'.join(lines)
 
 
-def test_exec_depends_are_exactly_the_runtime_imports():
+def launched_packages() -> dict[str, set[str]]:
+    """Packages the launch files start (`package=` of a call), other than vggt_ros itself."""
+    packages: dict[str, set[str]] = defaultdict(set)
+    for path in sorted((REPO / 'launch').glob('*.py')):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            for keyword in node.keywords if isinstance(node, ast.Call) else ():
+                value = keyword.value
+                if keyword.arg == 'package' and isinstance(value, ast.Constant):
+                    packages[value.value].add(str(path.relative_to(REPO)))
+    packages.pop('vggt_ros', None)
+    return packages
+
+
+def test_exec_depends_are_exactly_the_runtime_imports_and_launched_packages():
     expected = expected_keys(imported_roots(RUNTIME_SOURCES))
+    for package, files in launched_packages().items():
+        expected[package] |= files
     found = declared('exec_depend')
     assert set(found) == set(expected), mismatch('exec_depend', expected, found)
 

@@ -125,7 +125,8 @@ class TfLayout:
             self.mode = 'camera'
             note = (
                 f'tf_mode camera: no {base} -> {camera} after {values["tf_timeout"]:g} s and '
-                f'{camera} has no parent, so {values["world_frame"]} -> {camera} is published'
+                f'{camera} has no parent, so {values["world_frame"]} -> {camera} is published '
+                f'(rviz: fixed frame {values["world_frame"]})'
             )
             return replace(self.place(camera, pose, world_pose, 0, now_s, values), note=note)
         return Placement(
