@@ -7,10 +7,9 @@ import pytest
 import torch
 from merging_agreement import report
 
-from vggt_ros.model import MergingConfig
+from vggt_ros.model.config import MergingConfig, as_merging_config
 from vggt_ros.model.merging import (
     FramePartition,
-    as_merging_config,
     global_attention_flops,
     partition_frame,
     token_counts,

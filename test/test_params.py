@@ -2,6 +2,8 @@
 
 import ast
 import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -215,3 +217,18 @@ def test_merging_options_follow_the_switch():
         'protected_fraction': 0.1,
         'merge_ratio': 1.0,
     }
+
+
+def test_the_launch_files_own_imports_need_no_torch():
+    """`ros2 launch` runs the launch file under the distribution's Python, which may have no torch
+    (the node runs from the venv): what it imports of vggt_ros must not pull torch in."""
+    imports = [
+        f'from {node.module} import {", ".join(alias.name for alias in node.names)}'
+        for node in ast.walk(ast.parse(LAUNCH_FILE.read_text()))
+        if isinstance(node, ast.ImportFrom) and (node.module or '').startswith('vggt_ros')
+    ]
+    assert imports, 'the launch file no longer reads the parameter table'
+    check = '; '.join([*imports, 'import sys', "print('torch' in sys.modules)"])
+    run = subprocess.run([sys.executable, '-c', check], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == 'False'

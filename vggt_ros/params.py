@@ -18,7 +18,7 @@ from typing import Any
 
 from vggt_ros.frame_size import MAX_TRACKING_SCALE, check_image_width
 from vggt_ros.metric_scale import SCALE_SOURCES
-from vggt_ros.model import PRESETS, MergingConfig
+from vggt_ros.model.config import PRESETS, MergingConfig
 from vggt_ros.stream_types import (
     CAMERA_CACHES,
     FLOW_HEAD,

@@ -25,8 +25,8 @@ from vggt_ros.frame_size import (
     resized_height,
 )
 from vggt_ros.model import StreamVGGT
+from vggt_ros.model.config import MergingConfig
 from vggt_ros.model.geometry import pose_encoding_to_extri_intri, to_homogeneous
-from vggt_ros.model.merging import MergingConfig
 from vggt_ros.pose_from_matches import (
     FirstFrame,
     PreviousFrame,

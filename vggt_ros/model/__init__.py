@@ -1,21 +1,20 @@
-"""StreamVGGT in pure PyTorch (no ROS): the model, its presets and streaming sessions."""
+"""StreamVGGT in pure PyTorch (no ROS): the model, its presets and streaming sessions.
 
-from vggt_ros.model.merging import MergingConfig
-from vggt_ros.model.streamvggt import (
-    PRESETS,
-    StreamSession,
-    StreamVGGT,
-    StreamVGGTConfig,
-    autocast_dtype,
-    default_device,
-)
+The presets and merging options (config) import without torch, so that the parameter table and
+the launch file work under a Python that has none; the model itself is imported on first use.
+"""
 
-__all__ = [
-    'MergingConfig',
-    'PRESETS',
-    'StreamSession',
-    'StreamVGGT',
-    'StreamVGGTConfig',
-    'autocast_dtype',
-    'default_device',
-]
+from importlib import import_module
+from typing import Any
+
+from vggt_ros.model.config import PRESETS, MergingConfig, StreamVGGTConfig
+
+_FROM_STREAMVGGT = ('StreamSession', 'StreamVGGT', 'autocast_dtype', 'default_device')
+
+__all__ = ['MergingConfig', 'PRESETS', 'StreamVGGTConfig', *_FROM_STREAMVGGT]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_STREAMVGGT:
+        return getattr(import_module('vggt_ros.model.streamvggt'), name)
+    raise AttributeError(f'module {__name__!r} has no attribute {name!r}')

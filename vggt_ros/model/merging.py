@@ -20,55 +20,16 @@ a merged frame keeps exactly `token_counts(...).kept` tokens whatever the random
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from vggt_ros.model.config import MergingConfig
+
 SEED_STRIDE = 1_000_003  # frame t of seed s draws from seed s * SEED_STRIDE + t
-
-
-@dataclass(frozen=True)
-class MergingConfig:
-    """Session option for token merging; see the module docstring for the partition.
-
-    enabled: False behaves exactly as no merging, so a caller can keep its other options.
-    merge_start: first global block that merges; earlier blocks cache whole frames.
-    cell_size: side of the patch-grid cell that contributes one destination (FastVGGT: 2).
-    protected_fraction: share of a frame's tokens that are never merged (FastVGGT: 0.1).
-    merge_ratio: share of the sources that are merged, most similar first; 1.0 merges all, as
-        FastVGGT's nominal 0.9 does in effect.
-    seed: destination draw; frame t uses (seed, t), so a frame's pattern does not depend on
-        when merging was switched on.
-    """
-
-    enabled: bool = True
-    merge_start: int = 0
-    cell_size: int = 2
-    protected_fraction: float = 0.1
-    merge_ratio: float = 1.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.merge_start < 0 or self.seed < 0:
-            raise ValueError(f'merge_start and seed must be >= 0, got {self}')
-        if self.cell_size < 1:
-            raise ValueError(f'cell_size must be >= 1, got {self.cell_size}')
-        for name in ('protected_fraction', 'merge_ratio'):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f'{name} must be in [0, 1], got {getattr(self, name)}')
-
-
-def as_merging_config(value: MergingConfig | Mapping[str, Any] | None) -> MergingConfig | None:
-    """A config from a MergingConfig, a mapping of its fields (e.g. ROS parameters) or None."""
-    if value is None or isinstance(value, MergingConfig):
-        return value
-    if isinstance(value, Mapping):
-        return MergingConfig(**value)
-    raise TypeError(f'merging must be a MergingConfig, a mapping or None, got {value!r}')
 
 
 class TokenCounts(NamedTuple):

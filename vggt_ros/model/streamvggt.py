@@ -1,4 +1,4 @@
-"""StreamVGGT: the top-level model, its presets, and streaming sessions.
+"""StreamVGGT: the top-level model and streaming sessions (its presets: config).
 
 `StreamVGGT.forward_causal` runs a whole sequence with the frame-causal mask; a `StreamSession`
 feeds one frame at a time through key/value caches and gives the same outputs (camera poses too
@@ -9,80 +9,20 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from vggt_ros.model.aggregator import Aggregator
+from vggt_ros.model.config import PRESETS, MergingConfig, StreamVGGTConfig, as_merging_config
 from vggt_ros.model.heads import CameraHead, DPTHead, FlowHead
 from vggt_ros.model.kv_cache import KVCache
-from vggt_ros.model.merging import (
-    FramePartition,
-    MergingConfig,
-    as_merging_config,
-    partition_frame,
-)
+from vggt_ros.model.merging import FramePartition, partition_frame
 from vggt_ros.stream_types import FLOW_HEAD, HEADS, PRECISIONS, SessionOptions
 
 HEAD_CHUNK = 8  # frames per dense-head call in forward_causal, to bound activation memory
-
-
-@dataclass(frozen=True)
-class StreamVGGTConfig:
-    """Architecture hyper-parameters; the defaults are the official 1B model."""
-
-    img_size: int = 518  # DINO pos-embed grid = img_size / patch_size
-    patch_size: int = 14
-    embed_dim: int = 1024
-    depth: int = 24  # frame/global block pairs
-    num_heads: int = 16
-    mlp_ratio: float = 4.0
-    num_register_tokens: int = 4
-    dino_depth: int = 24
-    dino_num_heads: int = 16
-    rope_freq: float = 100.0
-    camera_trunk_depth: int = 4
-    camera_num_heads: int = 16
-    camera_iterations: int = 4
-    dpt_layers: tuple[int, ...] = (4, 11, 17, 23)
-    dpt_features: int = 256
-    dpt_out_channels: tuple[int, ...] = (256, 512, 1024, 1024)
-    flow_head: bool = False  # heads.FlowHead, for models trained with matches (not VGGT's)
-
-
-PRESETS = {
-    'streamvggt-1b': StreamVGGTConfig(),
-    # Same code at toy size, so tests of the streaming logic run in seconds.
-    'tiny': StreamVGGTConfig(
-        embed_dim=64,
-        depth=4,
-        num_heads=4,
-        dino_depth=2,
-        dino_num_heads=4,
-        camera_trunk_depth=2,
-        camera_num_heads=4,
-        dpt_layers=(0, 1, 2, 3),
-        dpt_features=16,
-        dpt_out_channels=(16, 32, 64, 64),
-    ),
-    # Trained by the project itself (vggt-train) on 2 CPU cores at 112-168 px wide: 12 M
-    # parameters, 24 MB shipped in fp16.
-    'small': StreamVGGTConfig(
-        embed_dim=192,
-        depth=6,
-        num_heads=6,
-        dino_depth=6,
-        dino_num_heads=6,
-        camera_trunk_depth=1,
-        camera_num_heads=6,
-        dpt_layers=(1, 3, 4, 5),
-        dpt_features=48,
-        dpt_out_channels=(48, 96, 192, 192),
-        flow_head=True,
-    ),
-}
 
 
 def default_device() -> torch.device:
