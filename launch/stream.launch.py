@@ -21,6 +21,7 @@ from launch_ros.parameter_descriptions import ParameterValue
 from vggt_ros import config_files, params
 
 PACKAGE = 'vggt_ros'
+INPUTS = ('image', 'depth', 'camera_info')  # launch arguments naming the node's input topics
 
 
 def _node_parameters(context):
@@ -49,15 +50,15 @@ def _fixed_frame(context):
 
 
 def _nodes(context):
-    image = LaunchConfiguration('image').perform(context)
+    inputs = (LaunchConfiguration(name).perform(context) for name in INPUTS)
     stream = Node(
         package=PACKAGE,
         executable='stream_node',
         name=params.NODE_NAME,
         namespace=LaunchConfiguration('namespace'),
         parameters=_node_parameters(context),
-        # Both transports, so image_transport: compressed needs no other argument.
-        remappings=[('image', image), ('image/compressed', f'{image}/compressed')],
+        # Both image transports, so image_transport: compressed needs no other argument.
+        remappings=config_files.input_remappings(*inputs),
         arguments=['--ros-args', '--log-level', LaunchConfiguration('log_level')],
         output='screen',
         emulate_tty=True,
@@ -106,6 +107,18 @@ def generate_launch_description():
                 default_value='/camera/image_raw',
                 description='Camera topic (sensor_msgs/Image); with image_transport: compressed, '
                 'its /compressed sibling is used.',
+            ),
+            DeclareLaunchArgument(
+                'depth',
+                default_value='',
+                description='Metric depth image registered to the camera (scale_source: depth). '
+                "Empty: the node's own depth input.",
+            ),
+            DeclareLaunchArgument(
+                'camera_info',
+                default_value='',
+                description="The camera's CameraInfo (depth.registered: true). Empty: the image "
+                "topic's camera_info sibling (/camera/camera_info for /camera/image_raw).",
             ),
             DeclareLaunchArgument(
                 'params_file',

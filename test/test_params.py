@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vggt_ros import outputs, params
+from vggt_ros import config_files, outputs, params
 from vggt_ros.model import PRESETS
 from vggt_ros.model.streamvggt import PRECISIONS
 from vggt_ros.tf_layout import TF_MODES
@@ -22,6 +22,8 @@ BUILT_IN = {'use_sim_time'}  # declared by every rclpy node
 # The launch arguments issue 5 asks for; those that are not node parameters configure the launch.
 LAUNCH_ARGUMENTS = {
     'image',
+    'depth',
+    'camera_info',
     'params_file',
     'checkpoint',
     'tf_mode',
@@ -30,7 +32,15 @@ LAUNCH_ARGUMENTS = {
     'use_rviz',
     'log_level',
 }
-LAUNCH_ONLY = {'image', 'params_file', 'namespace', 'use_rviz', 'log_level'}
+LAUNCH_ONLY = {
+    'image',
+    'depth',
+    'camera_info',
+    'params_file',
+    'namespace',
+    'use_rviz',
+    'log_level',
+}
 
 
 def flatten(tree, prefix=''):
@@ -108,6 +118,21 @@ def test_launch_description_builds_where_launch_is_installed():
         pytest.skip('vggt_ros is not installed in an ament prefix')
     names = {argument.name for argument in description.get_launch_arguments()}
     assert names == LAUNCH_ARGUMENTS
+
+
+def test_the_launch_file_connects_the_cameras_topics():
+    assert config_files.input_remappings('/camera/image_raw') == [
+        ('image', '/camera/image_raw'),
+        ('image/compressed', '/camera/image_raw/compressed'),
+        ('camera_info', '/camera/camera_info'),
+    ]
+    named = config_files.input_remappings('image_raw', '/rs/depth', '/rs/color/camera_info')
+    assert named[-2:] == [('camera_info', '/rs/color/camera_info'), ('depth', '/rs/depth')]
+    assert ('camera_info', 'camera_info') in config_files.input_remappings('image_raw')
+    calls = [
+        node for node in ast.walk(ast.parse(LAUNCH_FILE.read_text())) if isinstance(node, ast.Call)
+    ]
+    assert any(ast.unparse(call.func) == 'config_files.input_remappings' for call in calls)
 
 
 def test_rviz_layout_shows_the_outputs_in_the_world_frame_in_force():

@@ -1,10 +1,12 @@
 """The node's parameters on disk, for code that runs outside the node: the package's config/
-files wherever it is installed, and a ROS 2 params file read as ROS reads it.
+files wherever it is installed, a ROS 2 params file read as ROS reads it, and the node's inputs
+as the launch file remaps them.
 """
 
 from __future__ import annotations
 
 import os
+import posixpath
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,16 @@ def config_file(name: str) -> Path:
     from ament_index_python.packages import get_package_share_directory  # noqa: PLC0415
 
     return Path(get_package_share_directory('vggt_ros')) / 'config' / name
+
+
+def input_remappings(image: str, depth: str = '', camera_info: str = '') -> list[tuple[str, str]]:
+    """The node's inputs remapped to the topics the launch file's arguments name: the image and
+    its /compressed sibling, the camera's CameraInfo (by default the image's camera_info
+    sibling, where camera drivers publish it) and the depth image where one is named."""
+    info = camera_info or posixpath.join(posixpath.dirname(image), 'camera_info')
+    remappings = [('image', image), ('image/compressed', f'{image}/compressed')]
+    remappings.append(('camera_info', info))
+    return remappings + ([('depth', depth)] if depth else [])
 
 
 def read_params_file(path: str | os.PathLike, node: str = NODE_NAME) -> dict[str, Any]:
