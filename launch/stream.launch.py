@@ -68,7 +68,7 @@ def _nodes(context):
         executable='rviz2',
         arguments=[
             '-d',
-            os.path.join(get_package_share_directory(PACKAGE), 'config', 'stream.rviz'),
+            str(config_files.rviz_config(LaunchConfiguration('namespace').perform(context))),
             '--fixed-frame',
             _fixed_frame(context),
         ],

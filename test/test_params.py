@@ -145,6 +145,16 @@ def test_rviz_layout_shows_the_outputs_in_the_world_frame_in_force():
     assert topics == {f'/vggt_stream/{t}' for t in ('points', 'map', 'path', 'depth')}
 
 
+def test_rviz_follows_the_nodes_namespace():
+    assert config_files.rviz_config('') == config_files.rviz_config('/') == RVIZ_FILE
+    layout = yaml.safe_load(config_files.rviz_config('/robot1').read_text())
+    topics = {
+        d['Topic']['Value'] for d in layout['Visualization Manager']['Displays'] if 'Topic' in d
+    }
+    assert topics == {f'/robot1/vggt_stream/{t}' for t in ('points', 'map', 'path', 'depth')}
+    assert "rviz_config(LaunchConfiguration('namespace')" in LAUNCH_FILE.read_text()
+
+
 def test_defaults_are_valid_and_choices_match_the_code():
     assert params.validate(params.DEFAULTS) is None
     assert set(params.SPECS['preset'].choices) == set(PRESETS)

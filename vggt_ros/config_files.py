@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,19 @@ def input_remappings(image: str, depth: str = '', camera_info: str = '') -> list
     remappings = [('image', image), ('image/compressed', f'{image}/compressed')]
     remappings.append(('camera_info', info))
     return remappings + ([('depth', depth)] if depth else [])
+
+
+def rviz_config(namespace: str = '') -> Path:
+    """config/stream.rviz, whose displays name the node's topics absolutely; under a `namespace`
+    a copy of it in a temporary file with the topics moved into that namespace."""
+    layout = config_file('stream.rviz')
+    namespace = namespace.strip('/')
+    if not namespace:
+        return layout
+    text = layout.read_text().replace(f'Value: /{NODE_NAME}/', f'Value: /{namespace}/{NODE_NAME}/')
+    with tempfile.NamedTemporaryFile('w', prefix='vggt_ros_', suffix='.rviz', delete=False) as copy:
+        copy.write(text)
+    return Path(copy.name)
 
 
 def read_params_file(path: str | os.PathLike, node: str = NODE_NAME) -> dict[str, Any]:
