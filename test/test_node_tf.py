@@ -6,6 +6,7 @@ import threading
 import time
 
 import numpy as np
+import pytest
 from builtin_interfaces.msg import Time
 from node_harness import (
     CAMERA,
@@ -166,6 +167,28 @@ def test_camera_mode_only_for_a_camera_without_parent(harness_factory):
     harness.send(rgb_image(2))
     harness.wait(lambda: harness.logs('tf_mode camera'), 'the fallback, said once')
     assert len(harness.logs('tf_mode camera')) == 1
+
+
+def test_before_the_mount_odometry_and_path_describe_the_camera(harness_factory):
+    harness = harness_factory(tf_mode='odom', tf_timeout=60.0)
+    for index in (0, 1):  # no mount yet: no TF, and the camera in the world frame
+        image = rgb_image(index)
+        harness.send(image, wait_topic=f'{NS}/depth')
+        odometry = harness.wait_for(f'{NS}/odometry', image.header.stamp)
+        assert (odometry.header.frame_id, odometry.child_frame_id) == ('vggt_world', CAMERA)
+        assert odometry.pose.pose.position.z == pytest.approx(index)  # 1 along the optical z
+    assert not harness.messages('/tf')
+    tree = Tree(harness)
+    tree.publish('base_link', CAMERA, MOUNT, rgb_image(0).header.stamp, static=True)
+    harness.wait(lambda: harness.node._transforms.can_transform('base_link', CAMERA, 0), 'mount')
+    image = rgb_image(2)
+    harness.send(image, wait_topic=f'{NS}/depth')
+    odometry = harness.wait_for(f'{NS}/odometry', image.header.stamp)
+    assert (odometry.header.frame_id, odometry.child_frame_id) == ('odom', 'base_link')
+    twist = odometry.twist.twist.linear
+    assert [twist.x, twist.y, twist.z] == [0.0, 0.0, 0.0]  # no velocity across the change
+    path = harness.wait_for(f'{NS}/path', image.header.stamp)
+    assert path.header.frame_id == 'odom' and len(path.poses) == 1  # begun again in odom
 
 
 def test_a_camera_with_another_parent_gets_no_second_one(harness_factory):

@@ -115,11 +115,13 @@ class TfLayout:
         now_s: float,
         values: Mapping[str, Any],
     ) -> Placement:
-        base = values['base_frame']
+        # Until a mount places the base, ~/odometry and ~/path describe what the pose is: the
+        # camera in world_frame.
+        base, world = values['base_frame'], values['world_frame']
         waited = now_s - self._first_frame_s
         if waited < values['tf_timeout']:
             waiting = f'waiting for {base} -> {camera}'
-            return Placement((), values['odom_frame'], base, pose, waiting, None, 'tf waiting')
+            return Placement((), world, camera, world_pose, waiting, None, 'tf waiting')
         parent = self.transforms.parent(camera)
         if parent is None:
             self.mode = 'camera'
@@ -131,9 +133,9 @@ class TfLayout:
             return replace(self.place(camera, pose, world_pose, 0, now_s, values), note=note)
         return Placement(
             (),
-            values['odom_frame'],
-            base,
-            pose,
+            world,
+            camera,
+            world_pose,
             f'{camera} has the parent {parent} but no chain to {base}: no TF is published '
             f'(a frame never gets a second parent); fix base_frame or the TF tree',
             note_kind='tf refused',
