@@ -68,6 +68,8 @@ def test_conventions_tf_depth_camera_info_and_clouds(harness_factory):
 
         depth = harness.wait_for(f'{NS}/depth', image.header.stamp)
         info = harness.wait_for(f'{NS}/depth/camera_info', image.header.stamp)
+        # image_transport's pair of ~/depth (depth_image_proc, rviz2): the same message
+        assert harness.wait_for(f'{NS}/camera_info', image.header.stamp) == info
         assert depth.encoding == '32FC1' and depth.header.frame_id == CAMERA
         assert (depth.height, depth.width) == (info.height, info.width) == (HEIGHT, WIDTH)
         assert images.image_to_array(depth) == pytest.approx(known_depth(HEIGHT, WIDTH))

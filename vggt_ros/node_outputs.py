@@ -155,6 +155,8 @@ OUTPUTS: tuple[Output, ...] = (
     Output('tf_static', 'tf', TFMessage, '/tf_static', TF_STATIC_QOS, None, always=True),
     Output('depth', 'depth', Image, '~/depth', OUTPUT_QOS, _depth),
     Output('camera_info', 'depth', CameraInfo, '~/depth/camera_info', OUTPUT_QOS, _camera_info),
+    # The same, where image_transport (depth_image_proc, rviz2) looks for ~/depth's camera_info.
+    Output('depth_info', 'depth', CameraInfo, '~/camera_info', OUTPUT_QOS, _camera_info),
     Output(
         'depth_registered',
         'depth',

@@ -113,7 +113,7 @@ def _not_empty(value: str) -> str | None:
 # Each output and what its publish_* switch turns on.
 OUTPUTS = {
     'tf': 'the camera pose on /tf (world_frame -> camera_frame)',
-    'depth': '~/depth (32FC1) and ~/depth/camera_info',
+    'depth': '~/depth (32FC1), ~/depth/camera_info and ~/camera_info (the same)',
     'confidence': '~/confidence (32FC1)',
     'points': '~/points (PointCloud2 in the camera frame)',
     'odometry': '~/odometry (nav_msgs/Odometry)',

@@ -40,6 +40,7 @@ OUTPUT_TOPICS = {
     '/tf': TFMessage,
     f'{NS}/depth': Image,
     f'{NS}/depth/camera_info': CameraInfo,
+    f'{NS}/camera_info': CameraInfo,
     f'{NS}/depth_registered/image': Image,
     f'{NS}/depth_registered/camera_info': CameraInfo,
     f'{NS}/confidence': Image,
