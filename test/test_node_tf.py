@@ -205,6 +205,20 @@ def test_a_camera_with_another_parent_gets_no_second_one(harness_factory):
     assert not [m for m in harness.messages('/tf') if m.transforms[0].child_frame_id == CAMERA]
 
 
+def test_camera_mode_gives_a_drivers_camera_frame_no_second_parent(harness_factory):
+    harness = harness_factory(tf_mode='camera')
+    tree = Tree(harness)
+    tree.publish('rig', 'rig_camera_link', np.eye(4), rgb_image(0).header.stamp, static=True)
+    tree.publish('rig_camera_link', CAMERA, np.eye(4), rgb_image(0).header.stamp, static=True)
+    harness.wait(lambda: harness.node._transforms.parent(CAMERA) == 'rig_camera_link', 'the rig')
+    for index in (0, 1):
+        harness.send(rgb_image(index), wait_topic=f'{NS}/depth')
+    harness.wait(lambda: harness.logs('second parent'), 'the refusal')
+    assert 'tf_mode odom with base_frame rig' in harness.logs('second parent')[0]
+    assert tree.parents()[CAMERA] == {'rig_camera_link'}
+    assert not harness.messages('/tf')
+
+
 def image_at(pixels, stamp_ns):
     seconds, nanoseconds = divmod(int(stamp_ns), 1_000_000_000)
     header = Header(stamp=Time(sec=seconds, nanosec=nanoseconds), frame_id=CAMERA)

@@ -72,8 +72,24 @@ class TfLayout:
         if self.mode in ('odom', 'map'):
             return self._robot(camera, pose, world_pose, stamp_ns, now_s, values)
         world = values['world_frame']
-        transforms = ((world, camera, world_pose),) if self.mode == 'camera' else ()
-        return Placement(transforms, world, camera, world_pose)
+        if self.mode != 'camera':
+            return Placement((), world, camera, world_pose)
+        parent = self.transforms.parent(camera)
+        if parent not in (None, world):  # a driver's tree (camera_link -> optical frame)
+            refusal = (
+                f'{camera} has the parent {parent}: no TF is published (a frame never gets a '
+                f'second parent); use tf_mode odom with base_frame {self._root(camera)}'
+            )
+            return Placement((), world, camera, world_pose, refusal, note_kind='tf refused')
+        return Placement(((world, camera, world_pose),), world, camera, world_pose)
+
+    def _root(self, frame: str) -> str:
+        """The root of the tree `frame` hangs in."""
+        seen = {frame}
+        while (parent := self.transforms.parent(frame)) is not None and parent not in seen:
+            frame = parent
+            seen.add(frame)
+        return frame
 
     def _robot(
         self,
