@@ -291,6 +291,14 @@ def test_robot_bag_latches_the_mount_once_and_keeps_truth_off_the_node_frames(
         np.testing.assert_allclose(odometry.poses, sequence.odometry_poses, atol=1e-9)
 
 
+def test_vggt_synth_writes_a_ros1_bag_that_vggt_eval_reads(tmp_path, capsys):
+    main([str(tmp_path / 'walk'), '--storage', 'rosbag1', '--frames', '3', '--width', '32'])
+    printed = capsys.readouterr().out
+    assert f'score with vggt-eval {tmp_path / "walk.bag"} ' in printed
+    with open_bag(tmp_path / 'walk.bag') as reader:
+        assert ground_truth.from_tf(reader, WORLD_FRAME, CAMERA_FRAME).stamps.shape == (3,)
+
+
 def test_vggt_synth_robot_names_what_it_wrote(tmp_path, capsys):
     main([str(tmp_path / 'robot'), '--robot', '--frames', '3', '--width', '32', '--height', '24'])
     printed = capsys.readouterr().out

@@ -91,6 +91,8 @@ def _world_name(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Console entry point `vggt-synth`."""
     args = _parser().parse_args(argv)
+    if args.storage == 'rosbag1' and args.output.suffix != '.bag':  # what readers recognise
+        args.output = args.output.with_name(f'{args.output.name}.bag')
     shape = (args.trajectory, args.frames, args.width, args.height, args.fps, args.fov)
     start = time.perf_counter()
     seed = 0 if args.seed is None else args.seed
