@@ -32,6 +32,8 @@ def test_frames_continue_the_world_and_fill_the_map():
     assert [o.status for o in outcomes] == ['processed'] * 2
     assert [z(o) for o in outcomes] == pytest.approx([0.0, 1.0])
     assert len(stream.map) > 0 and not any(o.history_cleared for o in outcomes)
+    timings = outcomes[1].frame.result.timings  # what the latency counts: preprocessing too
+    assert set(timings) == {'preprocess', 'model', 'postprocess'}
 
 
 def test_a_frame_too_small_fails_before_the_policy_sees_it():

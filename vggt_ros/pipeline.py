@@ -126,11 +126,14 @@ class StreamPipeline:
         self._sync_merging(values)
         reanchored, reanchor_s = False, None
         try:
+            start = time.perf_counter()
             image = self.reconstructor.preprocess(rgb)
+            preprocess_s = time.perf_counter() - start
             if not reset and self.anchoring.due(values):
                 reset, reanchor_s = self._reanchor(values)
                 reanchored = reset is None
             result = self.reconstructor.step_image(image, stamp_ns * 1e-9)
+            result.timings['preprocess'] = preprocess_s
         except Exception as error:  # noqa: BLE001 - the step is undone; the stream goes on
             return Outcome(
                 'failed',
