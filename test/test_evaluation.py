@@ -122,6 +122,25 @@ def test_depth_pairs_with_the_nearest_stamp_within_the_tolerance(sequence, tmp_p
     assert 'depth is not scored' in capsys.readouterr().err
 
 
+def test_unmatched_poses_and_unregistered_depth_still_give_a_report(sequence, tmp_path, capsys):
+    path = tmp_path / 'unmatched'
+    with BagWriter(path) as bag:
+        for index in range(4):
+            stamp = int(sequence.stamps[index])
+            rgb, depth = sequence.render(index)
+            late = stamp + 100_000_000_000  # the ground truth on another clock
+            bag.write('/tf', late, bag.tf(late, WORLD_FRAME, CAMERA_FRAME, sequence.poses[index]))
+            bag.write('/camera/image_raw', stamp, bag.image(stamp, CAMERA_FRAME, rgb, 'rgb8'))
+            other_view = np.ascontiguousarray(depth[:, :120])  # not registered to the colour
+            bag.write('/camera/depth', stamp, bag.image(stamp, CAMERA_FRAME, other_view, '32FC1'))
+    metrics = evaluate(path, tmp_path / 'out', sequence.model_frame)
+    assert metrics['frames'] == 4 and metrics['frames depth skipped: another view'] == 4
+    assert 'ate_rmse' not in metrics and 'depth_abs_rel' not in metrics
+    err = capsys.readouterr().err
+    assert 'poses are not scored: no estimated frame matches' in err and 'Traceback' not in err
+    assert (tmp_path / 'out' / 'report.md').exists()
+
+
 def expect_error(capsys, argv, message):
     assert cli.main(argv) == cli.EXIT_USAGE
     err = capsys.readouterr().err
@@ -139,6 +158,11 @@ def test_bag_problems_are_one_line_errors(bag, tmp_path, capsys):
     corrupt.write_bytes(b'#ROSBAG V2.0\n' + bytes(range(256)) * 4)
     expect_error(capsys, [str(corrupt), *args], 'cannot read bag')
     expect_error(capsys, [str(tmp_path / 'missing'), *args], 'bag not found')
+    robot = tmp_path / 'robot.yaml'  # as a robot runs it: wheel odometry owns odom
+    robot.write_text('/**:\n  ros__parameters:\n    tf_mode: map\n    scale_source: odometry\n')
+    odometry = [str(bag), *args, '--params-file', str(robot)]
+    expect_error(capsys, odometry, 'scale_source odometry needs the robot')
+    expect_error(capsys, [str(bag), *args, '--scale_source', 'depth'], 'needs --depth-topic')
 
 
 def test_tiny_preset_end_to_end_writes_the_report(bag, tmp_path, capsys):

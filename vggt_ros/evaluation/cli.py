@@ -119,9 +119,18 @@ def parameter_values(args: argparse.Namespace) -> dict[str, Any]:
         }
     )
     reason = params.validate(values) or params.validate_combination(values)
-    if reason:
+    if reason or (reason := _not_replayable(values, args)):
         raise ValueError(reason)
     return params.coerce(values)
+
+
+def _not_replayable(values: dict[str, Any], args: argparse.Namespace) -> str | None:
+    """Why a bag replay cannot give these parameters what the node would have, if it cannot."""
+    if values['scale_source'] == 'odometry':
+        return "scale_source odometry needs the robot's TF, which vggt-eval does not replay"
+    if values['scale_source'] == 'depth' and not args.depth_topic:
+        return 'scale_source depth needs --depth-topic, the metric depth it reads'
+    return None
 
 
 def load_ground_truth(
@@ -144,7 +153,10 @@ def score(result: Replay, truth: ground_truth.Trajectory | None, max_diff: float
     scored['frames'] = len(result.trajectory)
     scored.update({f'frames {name}': count for name, count in sorted(result.counts.items())})
     if truth is not None:
-        scored.update(metrics.trajectory_metrics(result.trajectory, truth, max_diff))
+        try:
+            scored.update(metrics.trajectory_metrics(result.trajectory, truth, max_diff))
+        except ValueError as error:  # the depth and latency are still worth a report
+            print(f'WARNING: poses are not scored: {error}', file=sys.stderr)
     if result.depth.seen:
         scored.update(result.depth.result())
     return scored

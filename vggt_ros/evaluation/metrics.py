@@ -29,7 +29,12 @@ def trajectory_metrics(
     Returns scalars plus per-frame arrays for plotting: `ate_errors`, `ate_times` (s) and the
     aligned estimate and ground truth positions.
     """
-    gt, est = sync.associate_trajectories(_evo(ground_truth), _evo(estimated), max_diff=max_diff)
+    try:
+        gt, est = sync.associate_trajectories(
+            _evo(ground_truth), _evo(estimated), max_diff=max_diff
+        )
+    except sync.SyncException as error:  # no stamp matches at all
+        raise ValueError(f'no estimated frame matches a ground-truth pose: {error}') from error
     if gt.num_poses < 3:
         raise ValueError(
             f'only {gt.num_poses} estimated frames match a ground-truth pose within {max_diff} s;'

@@ -166,9 +166,13 @@ def replay(
         truth = None
         if message is not None:
             truth = to_model_grid(depth_to_metres(message), image_width)
-            out.depth.add(predicted, truth)
-            out.depth_stamps.append(stamp_ns(message))
-            out.counts['depth scored'] += 1
+            if truth.shape != predicted.shape:  # not registered to the colour image
+                out.counts['depth skipped: another view'] += 1
+                truth = None
+            else:
+                out.depth.add(predicted, truth)
+                out.depth_stamps.append(stamp_ns(message))
+                out.counts['depth scored'] += 1
         if strip_slot is not None:
             colours, depth, _ = out.strip[strip_slot]
             out.strip[strip_slot] = (colours, depth, truth)
