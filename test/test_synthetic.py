@@ -130,6 +130,20 @@ def test_ground_truth_chains_moving_and_static_tf_edges(tmp_path):
     np.testing.assert_allclose(backward.poses, np.linalg.inv(sequence.poses), atol=1e-9)
 
 
+def test_ground_truth_follows_the_densest_moving_edge(tmp_path):
+    sequence = make_sequence('walk', 6, 32, 24)
+    with BagWriter(tmp_path / 'robot') as bag:
+        for index in (0, 3):  # a localiser's sparse map -> odom, 3 frames apart
+            stamp = int(sequence.stamps[index])
+            bag.write('/tf', stamp, bag.tf(stamp, 'map', 'odom', np.eye(4)))
+        for stamp, pose in zip(sequence.stamps, sequence.poses, strict=True):
+            bag.write('/tf', int(stamp), bag.tf(int(stamp), 'odom', CAMERA_FRAME, pose))
+    with open_bag(tmp_path / 'robot') as reader:
+        truth = ground_truth.from_tf(reader, 'map', CAMERA_FRAME)
+    np.testing.assert_array_equal(truth.stamps, sequence.stamps)
+    np.testing.assert_allclose(truth.poses, sequence.poses, atol=1e-9)
+
+
 def test_tum_files_round_trip(tmp_path):
     sequence = make_sequence('rotate', 6, 32, 24)
     written = ground_truth.Trajectory(sequence.stamps, sequence.poses)

@@ -121,8 +121,9 @@ def _nearest(stamps: np.ndarray, queries: np.ndarray) -> np.ndarray:
 def from_tf(reader: AnyReader, parent: str, child: str) -> Trajectory:
     """parent -> child through the TF tree of /tf and /tf_static (TUM: world -> kinect -> optical).
 
-    Stamps are those of the first moving edge on the chain (usually the motion capture); other
-    moving edges are taken at their nearest stamp, static ones as they are.
+    Stamps are those of the chain's moving edge with the most of them (the motion capture, or a
+    robot's odom -> base_link beside a sparse map -> odom); other moving edges are taken at their
+    nearest stamp, static ones as they are.
     """
     parent, child = _frame(parent), _frame(child)
     if not any(c.topic in TF_TOPICS for c in reader.connections):
@@ -132,7 +133,7 @@ def from_tf(reader: AnyReader, parent: str, child: str) -> Trajectory:
     moving = [edge for edge, _ in path if edge not in static and len(edges[edge]) > 1]
     if not moving:
         raise BagError(f'the TF chain {parent} -> {child} never moves: no trajectory to score')
-    stamps = edges[moving[0]].stamps
+    stamps = max((edges[edge].stamps for edge in moving), key=len)
     poses = np.tile(np.eye(4), (len(stamps), 1, 1))
     for edge, inverted in path:
         step = edges[edge].poses[_nearest(edges[edge].stamps, stamps)]
