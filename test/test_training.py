@@ -141,6 +141,23 @@ def test_the_training_set_never_holds_a_held_out_world(tmp_path):
     assert len(list((tmp_path / 'val').iterdir())) == 3
 
 
+def test_scenes_of_another_length_or_half_written_are_written_again(tmp_path):
+    from vggt_ros.evaluation.bag_io import open_bag
+    from vggt_ros.training.scenes import write_scenes
+
+    def images(bag):
+        with open_bag(bag) as reader:
+            return {c.topic: c.msgcount for c in reader.connections}['/camera/image_raw']
+
+    bags = write_scenes(tmp_path, range(3, 4), 2, 56, 42, progress=False)
+    (bags[0] / 'metadata.yaml').unlink()  # as a run interrupted while writing leaves it
+    kept = bags[1].stat().st_mtime_ns
+    write_scenes(tmp_path, range(3, 4), 2, 56, 42, progress=False)
+    assert images(bags[0]) == 2 and bags[1].stat().st_mtime_ns == kept
+    longer = write_scenes(tmp_path, range(3, 4), 3, 56, 42, progress=False)
+    assert [images(bag) for bag in longer] == [3, 3, 3]
+
+
 def test_worker_processes_render_the_same_bags_as_one(tmp_path):
     from vggt_ros.training.scenes import write_scenes
 

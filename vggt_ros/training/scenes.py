@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from dataclasses import replace
@@ -18,8 +19,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from vggt_ros.evaluation.bag_io import BagError, open_bag
 from vggt_ros.synthetic import (
     HELD_OUT_SEEDS,
+    TOPICS,
     TRAIN_SEEDS,
     TRAJECTORIES,
     make_sequence,
@@ -51,20 +54,37 @@ def write_scenes(
     workers: int = 1,
 ) -> list[Path]:
     """One bag per (seed, trajectory kind) under `out`, seeds of `split` only, rendered by
-    `workers` processes (bags already there are kept); their paths."""
+    `workers` processes; their paths. A bag already there is kept if it is whole and has
+    `frames` images, else written again (an interrupted run, another --frames)."""
     foreign = [seed for seed in seeds if seed not in SPLITS[split]]
     if foreign:
         raise ValueError(f'seeds {foreign[:3]}... are not in the {split} split')
     jobs = {out / f'{kind}-{seed}': (seed, kind) for seed in seeds for kind in sorted(TRAJECTORIES)}
     missing = [
-        (path, *job, frames, width, height) for path, job in jobs.items() if not path.exists()
+        (path, *job, frames, width, height)
+        for path, job in jobs.items()
+        if not _holds(path, frames)
     ]
+    for path, *_ in missing:
+        shutil.rmtree(path, ignore_errors=True)
     if missing:
         with ProcessPoolExecutor(workers) if workers > 1 else nullcontext() as pool:
             written = (pool.map if pool else map)(_write_bag, *zip(*missing, strict=True))
             for _ in tqdm(written, total=len(missing), unit='bag', disable=not progress):
                 pass
     return list(jobs)
+
+
+def _holds(path: Path, frames: int) -> bool:
+    """Whether `path` is a whole bag of `frames` images (a half-written one cannot be opened)."""
+    if not path.exists():
+        return False
+    try:
+        with open_bag(path) as reader:
+            images = [c.msgcount for c in reader.connections if c.topic == TOPICS['image']]
+    except BagError:
+        return False
+    return images == [frames]
 
 
 def main(argv: list[str] | None = None) -> None:
