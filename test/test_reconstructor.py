@@ -1,11 +1,14 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
 
 from vggt_ros.checkpoints import load_model
 from vggt_ros.frame_size import model_size
-from vggt_ros.reconstructor import Reconstructor
-from vggt_ros.stream_types import HEADS, FrameResult
+from vggt_ros.model import PRESETS, StreamVGGT
+from vggt_ros.reconstructor import Reconstructor, preprocess
+from vggt_ros.stream_types import FLOW_HEAD, HEADS, RECONSTRUCTOR_HEADS, FrameResult
 
 WIDTH = 56  # small model resolution keeps the end-to-end tests fast
 
@@ -170,3 +173,21 @@ def test_tracking_scale_is_checked_and_left_to_poses_from_matches(model):
     recon = Reconstructor(model, image_width=WIDTH, tracking_scale=2)  # no flow head: the model's
     assert recon.tracking_scale == 1
     assert recon.preprocess(random_rgb(2 * WIDTH, 2 * WIDTH)).shape[-1] == WIDTH
+
+
+@pytest.mark.parametrize('size', [(640, 480), (1920, 1080), (500, 230), (720, 1280)])
+@pytest.mark.parametrize('scale', [2, 3])
+def test_the_tracked_frame_is_the_models_view_at_a_finer_scale(size, scale):
+    """Portrait frames are cropped: the tracked frame must crop the very rows the model sees, as
+    registration assumes (a crop taken again at the finer width was 2-6 rows off)."""
+    height, width = size
+    ramp = np.linspace(0, 255, height)[:, None, None] * np.ones((1, width, 3))
+    rgb = ramp.round().astype(np.uint8)
+    model_view = preprocess(rgb, 112)
+    flow_model = StreamVGGT(replace(PRESETS['tiny'], flow_head=True))  # tracks at `scale`
+    heads = (*RECONSTRUCTOR_HEADS, FLOW_HEAD)  # pose_source: matches
+    tracked = Reconstructor(flow_model, image_width=112, tracking_scale=scale, heads=heads)
+    tracked = tracked.preprocess(rgb)
+    assert tracked.shape[-2:] == tuple(scale * n for n in model_view.shape[-2:])
+    blocks = torch.nn.functional.avg_pool2d(tracked[None], scale)[0]
+    assert (blocks - model_view).abs().mean() < 1e-3

@@ -52,9 +52,12 @@ def check_rgb(rgb: np.ndarray) -> None:
         raise ValueError(f'empty image, shape {rgb.shape}')
 
 
-def preprocess(rgb: np.ndarray, image_width: int, device: torch.device | str = 'cpu') -> Tensor:
+def preprocess(
+    rgb: np.ndarray, image_width: int, device: torch.device | str = 'cpu', scale: int = 1
+) -> Tensor:
     """HxWx3 uint8 -> [3, H, W] float in [0, 1] on `device`, at model_size(): what the model sees
-    (streaming and training alike).
+    (streaming and training alike); at `scale` times it, the same view (resized and cropped as at
+    the model's size, so registration's geometry holds at every scale).
 
     Resizing on the device keeps the CPU free; ImageNet normalisation happens inside the model.
     """
@@ -66,10 +69,10 @@ def preprocess(rgb: np.ndarray, image_width: int, device: torch.device | str = '
         rgb = rgb.copy()
     pixels = torch.from_numpy(np.ascontiguousarray(rgb)).to(device)
     image = pixels.permute(2, 0, 1).float() / 255
-    if (resized, image_width) != (height, width):
-        image = resized_image(image, (resized, image_width))
+    if (resized * scale, image_width * scale) != (height, width):
+        image = resized_image(image, (resized * scale, image_width * scale))
     top = max(resized - image_width, 0) // 2
-    return image[:, top : top + image_width]
+    return image[:, top * scale : (top + image_width) * scale]
 
 
 def resized_image(image: Tensor, size: tuple[int, int]) -> Tensor:
@@ -203,15 +206,7 @@ class Reconstructor:
     def preprocess(self, rgb: np.ndarray) -> Tensor:
         """HxWx3 uint8 -> the frame on the device at tracking_scale times the model's size (see
         `preprocess`); step_image shrinks it to the model's input."""
-        if self.tracking_scale == 1:
-            return preprocess(rgb, self.image_width, self.device)
-        check_rgb(rgb)
-        height, width = model_size(*rgb.shape[:2], self.image_width)
-        size = (height * self.tracking_scale, width * self.tracking_scale)
-        image = preprocess(rgb, size[1], self.device)
-        if image.shape[-2:] != size:  # the height rounded otherwise at this width
-            image = resized_image(image, size)
-        return image
+        return preprocess(rgb, self.image_width, self.device, self.tracking_scale)
 
     def step(self, rgb: np.ndarray, stamp: float | None = None) -> FrameResult:
         """Run one frame through the session and return its pose, depth and points."""
