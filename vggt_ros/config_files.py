@@ -32,8 +32,11 @@ def input_remappings(image: str, depth: str = '', camera_info: str = '') -> list
     its /compressed sibling, the camera's CameraInfo (by default the image's camera_info
     sibling, where camera drivers publish it) and the depth image where one is named."""
     info = camera_info or posixpath.join(posixpath.dirname(image), 'camera_info')
-    remappings = [('image', image), ('image/compressed', f'{image}/compressed')]
-    remappings.append(('camera_info', info))
+    remappings = [
+        ('image', image),
+        ('image/compressed', f'{image}/compressed'),
+        ('camera_info', info),
+    ]
     return remappings + ([('depth', depth)] if depth else [])
 
 

@@ -108,11 +108,11 @@ class TrackingFrame:
 
     @classmethod
     def of(
-        cls, tracked: Tensor, K: np.ndarray, flow: np.ndarray, depth: np.ndarray, patch: int
+        cls, tracked: np.ndarray, K: np.ndarray, flow: np.ndarray, depth: np.ndarray, patch: int
     ) -> TrackingFrame:
-        """`tracked` (a preprocessed frame), and the model's K, `flow` [P, 2] and HxW `depth`
-        for it at the model's size."""
-        height, width = tracked.shape[-2:]
+        """`tracked` (a preprocessed frame as HxWx3 uint8 RGB), and the model's K, `flow` [P, 2]
+        and HxW `depth` for it at the model's size."""
+        height, width = tracked.shape[:2]
         scale = width // depth.shape[1]
         if scale > 1:
             K = K * np.array([[scale], [scale], [1.0]])  # fov-based: its rows scale with the size
@@ -121,7 +121,7 @@ class TrackingFrame:
             finer = (columns * scale, rows * scale)
             flow = cv2.resize(grid, finer, interpolation=cv2.INTER_LINEAR).reshape(-1, 2) * scale
             depth = cv2.resize(depth, (width, height), interpolation=cv2.INTER_LINEAR)
-        return cls(grey(to_rgb8(tracked)), depth, flow, K, scale)
+        return cls(grey(tracked), depth, flow, K, scale)
 
     def model_sized(self, depth: np.ndarray) -> np.ndarray:
         """A depth of this frame's size back at the model's."""
@@ -274,7 +274,8 @@ class Reconstructor:
         if FLOW_HEAD in out:
             flow = out[FLOW_HEAD].detach().float().cpu().numpy()
             patch_size = self.model.config.patch_size
-            frame = TrackingFrame.of(tracked, K.numpy(), flow, depth, patch_size)
+            tracked_rgb = colours if tracked is image else to_rgb8(tracked)  # once a frame
+            frame = TrackingFrame.of(tracked_rgb, K.numpy(), flow, depth, patch_size)
             camera_from_world, tracked_depth = self._pose_from_matches(camera_from_world, frame)
             depth = frame.model_sized(tracked_depth)
         return FrameResult(
