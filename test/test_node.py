@@ -199,6 +199,9 @@ def test_reset_service_starts_a_new_world(harness_factory):
     (transform,) = harness.send(image).transforms
     assert transform.transform.translation.z == pytest.approx(0.0)
     assert len(harness.wait_for(f'{NS}/path', image.header.stamp).poses) == 1
+    # The jump back to the origin is no motion: the twist starts again unknown.
+    linear = harness.wait_for(f'{NS}/odometry', image.header.stamp).twist.twist.linear
+    assert (linear.x, linear.y, linear.z) == (0.0, 0.0, 0.0)
 
 
 def test_bad_images_are_skipped_and_publishing_continues(harness_factory):

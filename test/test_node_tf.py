@@ -22,6 +22,7 @@ from node_harness import (
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile
 from standin_model import SessionScaledStandIn, indexed_image
 from std_msgs.msg import Header
+from std_srvs.srv import Trigger
 from tf2_msgs.msg import TFMessage
 
 from vggt_ros import messages
@@ -134,6 +135,34 @@ def test_odom_mode_joins_the_robot_tree_with_one_parent_per_frame(harness_factor
     parents = tree.parents()
     assert all(len(p) == 1 for p in parents.values()), parents
     assert parents == {CAMERA: {'base_link'}, 'base_link': {'odom'}, 'vggt_world': {'odom'}}
+
+
+def test_odom_mode_follows_a_moving_mount(harness_factory):
+    """A camera panning on a still robot (pan-tilt, arm): the mount is looked up at each image's
+    stamp, so the camera's motion stays the mount's and odom -> base_link stays put, also in a
+    world restarted by ~/reset with the camera turned."""
+    harness = harness_factory(tf_mode='odom')
+    tree = Tree(harness)
+    reset = harness.peer.create_client(Trigger, f'{NS}/reset')
+    assert reset.wait_for_service(10.0)
+    origin = MOUNT
+    for seq, session_index in enumerate([0, 1, 2, 0, 1]):
+        if seq == 3:
+            assert harness.call(reset.call_async(Trigger.Request())).success
+            origin = mount  # the camera as the last frame left it: the new world's first
+        image = rgb_image(seq)
+        mount = origin @ model_pose(session_index)  # the stand-in's motion, all of it the mount's
+        tree.publish('base_link', CAMERA, mount, image.header.stamp)
+        harness.wait(
+            lambda stamp=stamp_ns(image.header.stamp): harness.node._transforms.can_transform(
+                'base_link', CAMERA, stamp
+            ),
+            'the mount at the stamp',
+        )
+        harness.send(image, wait_topic=f'{NS}/depth')
+        np.testing.assert_allclose(
+            matrix_of(node_tf(harness, image, 'base_link')), np.eye(4), atol=1e-6
+        )
 
 
 def test_map_mode_corrects_wheel_odometry(harness_factory):

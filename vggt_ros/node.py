@@ -246,7 +246,7 @@ class StreamNode(Node):
         if outcome.reset:
             self._log_reset(outcome.reset)
         if outcome.history_cleared:
-            self._publishing.clear_path()
+            self._publishing.clear_history(world_restarted=outcome.reset == RESET_REQUESTED)
         if outcome.status == 'skipped':
             self._stats.skip(outcome.kind)
             self._report(outcome.kind, LoggingSeverity.INFO, f'skipping a frame: {outcome.kind}')

@@ -79,9 +79,13 @@ class NodePublishing:
         """Whether ~/map is published, so that the pipeline accumulates the map only then."""
         return self._wanted(MAP, values)
 
-    def clear_path(self) -> None:
-        """Start ~/path again (the pipeline cleared its history)."""
+    def clear_history(self, world_restarted: bool) -> None:
+        """Start ~/path and the twist again (the pipeline cleared its history, so the next pose
+        jumps); after the user's ~/reset (`world_restarted`) the odom origin too."""
         self._path.clear()
+        self._last_body = None
+        if world_restarted:
+            self._layout.restart()
 
     def _wanted(self, output: Output, values: dict[str, Any]) -> bool:
         """Whether `output` is switched on and somebody listens (or it is always published)."""

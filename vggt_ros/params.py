@@ -295,9 +295,10 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         'tf_mode',
         'odom',
         'Where the pose goes in the TF tree (REP-105): odom publishes odom_frame -> base_frame '
-        '(looking up the mount base_frame -> camera); map publishes map_frame -> odom_frame '
-        '(wheel odometry owns odom -> base); camera publishes world_frame -> camera; none, no '
-        'TF. odom falls back to camera after tf_timeout only if the camera frame has no parent.',
+        '(looking up the mount base_frame -> camera at the image stamp, so a moving mount is '
+        'followed); map publishes map_frame -> odom_frame (wheel odometry owns odom -> base); '
+        'camera publishes world_frame -> camera; none, no TF. odom falls back to camera after '
+        'tf_timeout only if the camera frame has no parent.',
         choices=TF_MODES,
     ),
     ParameterSpec('odom_frame', 'odom', 'The odometry frame (REP-105).', check=_not_empty),

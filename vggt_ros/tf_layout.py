@@ -1,9 +1,11 @@
 """Where the node's pose goes in the TF tree (REP-105), given what the tree holds (no rclpy).
 
 tf_mode:
-- odom: the robot's mount base_frame -> camera is looked up, and odom_frame -> base_frame is
-  published so that odom -> base -> camera is the model's camera pose, the odom origin being the
-  base pose of the first frame. The mount's rotation gives REP-103 axes.
+- odom: the robot's mount base_frame -> camera is looked up at the image stamp, and odom_frame ->
+  base_frame is published so that odom -> base -> camera is the model's camera pose, the odom
+  origin being the base pose of the world's first frame. A moving mount (pan-tilt, arm) is
+  followed: the camera's motion on it is not taken for the base's. The mount's rotation gives
+  REP-103 axes.
 - map: wheel odometry owns odom -> base; map_frame -> odom_frame is published from the model's
   base pose and the odom -> base transform at the image stamp.
 - camera: world_frame -> camera (hand-held cameras, bags without a robot).
@@ -55,6 +57,13 @@ class TfLayout:
         self.mode = values['tf_mode']
         self._first_frame_s: float | None = None
         self._told = False
+        self._origin_ns: int | None = None  # the stamp of the world's first camera
+        self._origin_mount: np.ndarray | None = None  # base_from_camera then
+
+    def restart(self) -> None:
+        """The world restarts at the next frame's camera (the user's ~/reset)."""
+        self._origin_ns = None
+        self._origin_mount = None
 
     def place(
         self,
@@ -69,6 +78,8 @@ class TfLayout:
         `world_pose`: the same in world_frame's axes (world_axes), for camera mode."""
         if self._first_frame_s is None:
             self._first_frame_s = now_s
+        if self._origin_ns is None:
+            self._origin_ns = stamp_ns
         if self.mode in ('odom', 'map'):
             return self._robot(camera, pose, world_pose, stamp_ns, now_s, values)
         world = values['world_frame']
@@ -103,12 +114,18 @@ class TfLayout:
         base, odom = values['base_frame'], values['odom_frame']
         if not self.transforms.can_transform(base, camera, 0):
             return self._no_mount(camera, pose, world_pose, now_s, values)
-        mount = self.transforms.lookup(base, camera, 0)  # base_from_camera, usually static
-        odom_from_base = mount @ pose @ np.linalg.inv(mount)
-        # world_frame is the first camera in world_axes: mount-from-optical, then the axes.
+        mount = self._mount(base, camera, stamp_ns)
+        if self._origin_mount is None:
+            self._origin_mount = self._mount(base, camera, self._origin_ns)
+        odom_from_base = self._origin_mount @ pose @ np.linalg.inv(mount)
+        # world_frame is the first camera in world_axes: its mount-from-optical, then the axes.
         world_from_optical = world_pose @ np.linalg.inv(pose)
         parent = odom if self.mode == 'odom' else values['map_frame']
-        static = (parent, values['world_frame'], mount @ np.linalg.inv(world_from_optical))
+        static = (
+            parent,
+            values['world_frame'],
+            self._origin_mount @ np.linalg.inv(world_from_optical),
+        )
         if self.mode == 'odom':
             published = (odom, base, odom_from_base)
         elif self.transforms.can_transform(odom, base, stamp_ns):
@@ -122,6 +139,13 @@ class TfLayout:
             f'{published[0]} -> {published[1]}'
         )
         return Placement((published,), parent, base, odom_from_base, note, static)
+
+    def _mount(self, base: str, camera: str, stamp_ns: int) -> np.ndarray:
+        """base_from_camera at `stamp_ns`, or the latest where the tree holds none then (a moving
+        mount's newest transform not in yet, or already forgotten; a static one has every time)."""
+        if self.transforms.can_transform(base, camera, stamp_ns):
+            return self.transforms.lookup(base, camera, stamp_ns)
+        return self.transforms.lookup(base, camera, 0)
 
     def _no_mount(
         self,
