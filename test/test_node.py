@@ -48,6 +48,7 @@ from sensor_msgs.msg import CompressedImage, Image
 from std_srvs.srv import Trigger
 
 from vggt_ros import images, messages, params
+from vggt_ros.body_motion import UNKNOWN_VARIANCE
 from vggt_ros.checkpoints import load_model
 from vggt_ros.node import StartupError, StreamNode
 from vggt_ros.node_outputs import OUTPUTS
@@ -193,15 +194,21 @@ def test_reset_service_starts_a_new_world(harness_factory):
     harness.send(rgb_image(0))
     (moved,) = harness.send(rgb_image(1)).transforms
     assert moved.transform.translation.z == pytest.approx(1.0)
+    # The pose's covariance grew from the origin by the step claimed for the twist.
+    odometry = harness.wait_for(f'{NS}/odometry', rgb_image(1).header.stamp)
+    assert 0 < odometry.twist.covariance[0] < UNKNOWN_VARIANCE
+    assert odometry.pose.covariance[0] > 0
     response = harness.call(reset.call_async(Trigger.Request()))
     assert response.success
     image = rgb_image(2)
     (transform,) = harness.send(image).transforms
     assert transform.transform.translation.z == pytest.approx(0.0)
     assert len(harness.wait_for(f'{NS}/path', image.header.stamp).poses) == 1
-    # The jump back to the origin is no motion: the twist starts again unknown.
-    linear = harness.wait_for(f'{NS}/odometry', image.header.stamp).twist.twist.linear
+    # The jump back to the origin is no motion: the twist starts again unknown, the pose exact.
+    odometry = harness.wait_for(f'{NS}/odometry', image.header.stamp)
+    linear = odometry.twist.twist.linear
     assert (linear.x, linear.y, linear.z) == (0.0, 0.0, 0.0)
+    assert odometry.twist.covariance[0] == UNKNOWN_VARIANCE and not any(odometry.pose.covariance)
 
 
 def test_bad_images_are_skipped_and_publishing_continues(harness_factory):

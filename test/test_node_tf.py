@@ -145,7 +145,7 @@ def test_odom_mode_follows_a_moving_mount(harness_factory):
     tree = Tree(harness)
     reset = harness.peer.create_client(Trigger, f'{NS}/reset')
     assert reset.wait_for_service(10.0)
-    origin = MOUNT
+    origin = mount = MOUNT
     for seq, session_index in enumerate([0, 1, 2, 0, 1]):
         if seq == 3:
             assert harness.call(reset.call_async(Trigger.Request())).success
@@ -153,16 +153,14 @@ def test_odom_mode_follows_a_moving_mount(harness_factory):
         image = rgb_image(seq)
         mount = origin @ model_pose(session_index)  # the stand-in's motion, all of it the mount's
         tree.publish('base_link', CAMERA, mount, image.header.stamp)
+        stamp = stamp_ns(image.header.stamp)
         harness.wait(
-            lambda stamp=stamp_ns(image.header.stamp): harness.node._transforms.can_transform(
-                'base_link', CAMERA, stamp
-            ),
+            lambda stamp=stamp: harness.node._transforms.can_transform('base_link', CAMERA, stamp),
             'the mount at the stamp',
         )
         harness.send(image, wait_topic=f'{NS}/depth')
-        np.testing.assert_allclose(
-            matrix_of(node_tf(harness, image, 'base_link')), np.eye(4), atol=1e-6
-        )
+        base = matrix_of(node_tf(harness, image, 'base_link'))
+        np.testing.assert_allclose(base, np.eye(4), atol=1e-6)
 
 
 def test_map_mode_corrects_wheel_odometry(harness_factory):

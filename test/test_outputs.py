@@ -121,22 +121,3 @@ def test_bad_options_are_refused():
         OutputOptions(world_axes='enu')
     with pytest.raises(ValueError):
         OutputOptions(scale=0.0)
-
-
-def test_body_twist_is_in_the_body_frame():
-    """A body turning about its z at 0.5 rad/s while driving 2 m/s along its own x."""
-    from scipy.spatial.transform import Rotation
-
-    from vggt_ros.outputs import body_twist
-
-    def pose(t):
-        angle = 0.5 * t
-        matrix = np.eye(4)
-        matrix[:3, :3] = Rotation.from_rotvec([0.0, 0.0, angle]).as_matrix()
-        # The arc of a circle of radius 4 (v / omega), starting along x.
-        matrix[:3, 3] = [4 * np.sin(angle), 4 * (1 - np.cos(angle)), 1.0]
-        return matrix
-
-    linear, angular = body_twist(pose(1.0), pose(1.001), 0.001)
-    assert linear == pytest.approx([2.0, 0.0, 0.0], abs=1e-3)
-    assert angular == pytest.approx([0.0, 0.0, 0.5], abs=1e-9)

@@ -238,6 +238,7 @@ def test_only_the_documented_parameters_change_at_runtime():
         'time_jump_tolerance',
         'anchor.max_frames',
         'anchor.max_distance',
+        'odometry.step_error',
         *(f'publish_{output}' for output in params.OUTPUTS),
     }
     assert not {'checkpoint', 'preset', 'device'} & dynamic

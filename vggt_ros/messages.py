@@ -20,6 +20,7 @@ from scipy.spatial.transform import Rotation
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
+from vggt_ros.body_motion import Motion
 from vggt_ros.images import (
     IMAGE_ENCODINGS,
     unsupported_encoding,
@@ -165,16 +166,21 @@ def matrix_to_odometry(
     stamp: Time,
     parent: str,
     child: str,
-    twist: tuple[np.ndarray, np.ndarray] | None = None,
+    motion: Motion | None = None,
 ) -> Odometry:
-    """nav_msgs/Odometry of a pose and, when known, the (linear, angular) twist in `child`."""
+    """nav_msgs/Odometry of a pose and, when given, its motion: the (linear, angular) twist in
+    `child` where known, and both covariances."""
     odometry = Odometry(header=Header(stamp=stamp, frame_id=parent), child_frame_id=child)
     odometry.pose.pose = matrix_to_pose(parent_from_child)
-    if twist is not None:
+    if motion is None:
+        return odometry
+    if motion.twist is not None:
         for vector, values in zip(
-            (odometry.twist.twist.linear, odometry.twist.twist.angular), twist, strict=True
+            (odometry.twist.twist.linear, odometry.twist.twist.angular), motion.twist, strict=True
         ):
             vector.x, vector.y, vector.z = (float(value) for value in values)
+    odometry.pose.covariance = [float(v) for v in motion.pose_covariance.reshape(36)]
+    odometry.twist.covariance = [float(v) for v in motion.twist_covariance.reshape(36)]
     return odometry
 
 

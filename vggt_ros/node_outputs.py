@@ -12,7 +12,6 @@ from copy import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseStamped
 from nav_msgs.msg import Odometry, Path
@@ -22,6 +21,7 @@ from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 
 from vggt_ros import messages
+from vggt_ros.body_motion import Motion
 from vggt_ros.metric_scale import ScaleEstimate
 from vggt_ros.outputs import FrameOutputs
 from vggt_ros.registration import register_depth
@@ -43,7 +43,7 @@ class Stamped:
     world: Header  # the image's stamp, the frame the body's pose is given in
     camera: Header  # the image's stamp, the camera frame
     path: Sequence[PoseStamped]  # the path of the body so far, this frame included
-    twist: tuple[np.ndarray, np.ndarray] | None = None  # of the body since the last frame
+    motion: Motion | None = None  # the body's twist since the last frame and covariances
     scale: ScaleEstimate | None = None  # the metric scale in force (scale_source)
     values: Mapping[str, Any] = field(default_factory=dict)  # the parameters for this frame
     input_size: tuple[int, int] = (0, 0)  # (height, width) of the camera image
@@ -74,7 +74,7 @@ def _tf(out: Stamped) -> TFMessage | None:
 def _odometry(out: Stamped) -> Odometry:
     placement = out.placement
     return messages.matrix_to_odometry(
-        placement.body_pose, out.world.stamp, placement.world, placement.body, out.twist
+        placement.body_pose, out.world.stamp, placement.world, placement.body, out.motion
     )
 
 

@@ -24,9 +24,10 @@ from std_msgs.msg import Header
 from tf2_msgs.msg import TFMessage
 
 from vggt_ros import messages
+from vggt_ros.body_motion import BodyMotion
 from vggt_ros.metric_scale import ScaleEstimate
 from vggt_ros.node_outputs import OUTPUTS, Output, Stamped, scale_values
-from vggt_ros.outputs import FrameOutputs, body_twist, scaled_pose
+from vggt_ros.outputs import FrameOutputs, scaled_pose
 from vggt_ros.pipeline import StreamPipeline
 from vggt_ros.stats import StreamStats, window_fill
 from vggt_ros.tf_buffer import Transforms
@@ -66,8 +67,7 @@ class NodePublishing:
         self._report = report
         self._layout = TfLayout(transforms, values)
         self._static: tuple[str, str, np.ndarray] | None = None  # on /tf_static
-        # world, body, stamp and pose of the last frame's body, for the twist
-        self._last_body: tuple[str, str, int, np.ndarray] | None = None
+        self._motion = BodyMotion()
         self._path: deque[PoseStamped] = deque(maxlen=values['path.max_length'])
         self._next_map_publish = 0.0
         self._pub = {
@@ -83,7 +83,7 @@ class NodePublishing:
         """Start ~/path and the twist again (the pipeline cleared its history, so the next pose
         jumps); after the user's ~/reset (`world_restarted`) the odom origin too."""
         self._path.clear()
-        self._last_body = None
+        self._motion.restart(origin=world_restarted)
         if world_restarted:
             self._layout.restart()
 
@@ -112,14 +112,19 @@ class NodePublishing:
         pose = messages.matrix_to_pose(placement.body_pose)
         self._path.append(PoseStamped(header=world, pose=pose))
         camera_header = Header(stamp=stamp, frame_id=camera)
-        twist = self._twist(placement, stamp_ns)
+        motion = self._motion.add(
+            (placement.world, placement.body),
+            stamp_ns,
+            placement.body_pose,
+            values['odometry.step_error'],
+        )
         stamped = Stamped(
             frame,
             placement,
             world,
             camera_header,
             self._path,
-            twist,
+            motion,
             scale,
             values,
             input_size,
@@ -150,14 +155,6 @@ class NodePublishing:
             self._pub[TF_STATIC.name].publish(TFMessage(transforms=[transform]))
             self._static = static
         return placement
-
-    def _twist(self, placement: Placement, stamp_ns: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """The body's velocity since the last frame in the same frames; None after a change."""
-        last = self._last_body
-        self._last_body = (placement.world, placement.body, stamp_ns, placement.body_pose)
-        if last is None or last[:2] != self._last_body[:2] or stamp_ns <= last[2]:
-            return None
-        return body_twist(last[3], placement.body_pose, (stamp_ns - last[2]) * 1e-9)
 
     def _same_static(self, static: tuple[str, str, np.ndarray]) -> bool:
         old = self._static

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from vggt_ros.reconstructor import FrameResult
 
@@ -123,15 +122,3 @@ class FrameOutputs:
         """Nx3 valid points in the published world frame and their Nx3 uint8 colours."""
         valid = self.valid
         return transform_points(self.pose, self.camera_points[valid]), self.result.colours[valid]
-
-
-def body_twist(
-    previous: np.ndarray, current: np.ndarray, seconds: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """(linear, angular) velocity of a body between two 4x4 poses `seconds` apart, in the body
-    frame at `current`, as nav_msgs/Odometry's twist is given (in child_frame_id)."""
-    relative = np.linalg.inv(previous) @ current  # the motion, in the previous body frame
-    rotation = current[:3, :3].T @ previous[:3, :3]  # previous body axes into the current ones
-    linear = rotation @ relative[:3, 3] / seconds
-    angular = Rotation.from_matrix(relative[:3, :3]).as_rotvec() / seconds
-    return linear, rotation @ angular
