@@ -4,6 +4,7 @@ import ast
 import importlib.util
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -153,6 +154,11 @@ def test_rviz_follows_the_nodes_namespace():
     }
     assert topics == {f'/robot1/vggt_stream/{t}' for t in ('points', 'map', 'path', 'depth')}
     assert "rviz_config(LaunchConfiguration('namespace')" in LAUNCH_FILE.read_text()
+    # Launching again rewrites the namespace's one copy: nothing piles up in /tmp.
+    before = set(Path(tempfile.gettempdir()).iterdir())
+    again = [config_files.rviz_config(name) for name in ('/robot1', 'robot1', 'fleet/robot2')]
+    assert again[0] == again[1] != again[2]
+    assert set(Path(tempfile.gettempdir()).iterdir()) - before <= {again[2]}
 
 
 def test_defaults_are_valid_and_choices_match_the_code():

@@ -42,15 +42,18 @@ def input_remappings(image: str, depth: str = '', camera_info: str = '') -> list
 
 def rviz_config(namespace: str = '') -> Path:
     """config/stream.rviz, whose displays name the node's topics absolutely; under a `namespace`
-    a copy of it in a temporary file with the topics moved into that namespace."""
+    a copy of it with the topics moved into that namespace, one file per namespace in the
+    temporary directory (each launch rewrites it whole, so launches never leave more behind)."""
     layout = config_file('stream.rviz')
     namespace = namespace.strip('/')
     if not namespace:
         return layout
     text = layout.read_text().replace(f'Value: /{NODE_NAME}/', f'Value: /{namespace}/{NODE_NAME}/')
-    with tempfile.NamedTemporaryFile('w', prefix='vggt_ros_', suffix='.rviz', delete=False) as copy:
+    target = Path(tempfile.gettempdir()) / f'vggt_ros_{namespace.replace("/", "_")}.rviz'
+    with tempfile.NamedTemporaryFile('w', dir=target.parent, suffix='.rviz', delete=False) as copy:
         copy.write(text)
-    return Path(copy.name)
+    os.replace(copy.name, target)  # whole: an rviz2 starting meanwhile reads the old or the new
+    return target
 
 
 def read_params_file(path: str | os.PathLike, node: str = NODE_NAME) -> dict[str, Any]:
