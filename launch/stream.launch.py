@@ -117,8 +117,9 @@ def generate_launch_description():
             DeclareLaunchArgument(
                 'camera_info',
                 default_value='',
-                description="The camera's CameraInfo (depth.registered: true). Empty: the image "
-                "topic's camera_info sibling (/camera/camera_info for /camera/image_raw).",
+                description="The camera's CameraInfo (depth.registered's, and the check of the "
+                "model's view). Empty: the image topic's camera_info sibling "
+                '(/camera/camera_info for /camera/image_raw).',
             ),
             DeclareLaunchArgument(
                 'params_file',

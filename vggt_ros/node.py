@@ -119,14 +119,14 @@ class StreamNode(Node):
         if values['scale_source'] == 'depth':
             self.create_subscription(Image, 'depth', self._on_depth, IMAGE_QOS[values['image_qos']])
         self._scale: ScaleEstimate | None = None  # the last frame's metric scale
+        # The camera's calibration: ~/depth_registered's, and a check on the model's view.
         self._camera_infos: StampPairing[CameraInfo] = StampPairing()
-        if values['depth.registered']:
-            self.create_subscription(
-                CameraInfo,
-                'camera_info',
-                lambda msg: self._camera_infos.put(_nanoseconds(msg.header.stamp), msg),
-                IMAGE_QOS['sensor_data'],
-            )
+        self.create_subscription(
+            CameraInfo,
+            'camera_info',
+            lambda msg: self._camera_infos.put(_nanoseconds(msg.header.stamp), msg),
+            IMAGE_QOS['sensor_data'],
+        )
         self.create_service(Trigger, '~/reset', self._on_reset)
         self.create_timer(
             values['diagnostics_period'],

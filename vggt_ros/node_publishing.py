@@ -25,6 +25,7 @@ from tf2_msgs.msg import TFMessage
 
 from vggt_ros import messages
 from vggt_ros.body_motion import BodyMotion
+from vggt_ros.calibration import calibrated_focal, distortion_note, focal_check
 from vggt_ros.metric_scale import ScaleEstimate
 from vggt_ros.node_outputs import OUTPUTS, Output, Stamped, scale_values
 from vggt_ros.outputs import FrameOutputs, scaled_pose
@@ -68,6 +69,8 @@ class NodePublishing:
         self._layout = TfLayout(transforms, values)
         self._static: tuple[str, str, np.ndarray] | None = None  # on /tf_static
         self._motion = BodyMotion()
+        self._focal: str | None = None  # the model's focal length against the calibration
+        self._distortion: str | None = None  # what was said about a distorted camera
         self._path: deque[PoseStamped] = deque(maxlen=values['path.max_length'])
         self._next_map_publish = 0.0
         self._pub = {
@@ -130,6 +133,7 @@ class NodePublishing:
             input_size,
             camera_info,
         )
+        self._check_calibration(frame, camera_info, input_size)
         for output in OUTPUTS:
             if output.build is not None and self._wanted(output, values):
                 message = output.build(stamped)
@@ -155,6 +159,24 @@ class NodePublishing:
             self._pub[TF_STATIC.name].publish(TFMessage(transforms=[transform]))
             self._static = static
         return placement
+
+    def _check_calibration(
+        self,
+        frame: FrameOutputs,
+        info: CameraInfo | None,
+        input_size: tuple[int, int],
+    ) -> None:
+        """The model's focal length against the camera's (a calibration of this image size),
+        for /diagnostics; a distorted camera said once."""
+        calibrated = None
+        if info is not None and (info.height, info.width) == tuple(input_size):
+            K = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+            calibrated = calibrated_focal(K, input_size[1], frame.size[1])
+        self._focal = focal_check(float(frame.result.K[0, 0]), calibrated)
+        note = None if info is None else distortion_note(info.distortion_model, info.d)
+        if note is not None and note != self._distortion:
+            self._report('camera distortion', LoggingSeverity.WARN, note)
+        self._distortion = note
 
     def _same_static(self, static: tuple[str, str, np.ndarray]) -> bool:
         old = self._static
@@ -190,6 +212,7 @@ class NodePublishing:
                 'device': str(reconstructor.device),
                 'preset': values['preset'],
                 'image_width': values['image_width'],
+                **({'focal': self._focal} if self._focal else {}),
                 **scale_values(scale, values),
             },
         )
