@@ -41,6 +41,7 @@ NODE_ONLY = (
     'tf_timeout',
     'points.decimation',
     'path.max_length',
+    'odometry.step_error',
     'map.period',
     'diagnostics_period',
     *(f'publish_{output}' for output in params.OUTPUTS),
