@@ -141,6 +141,28 @@ def test_unmatched_poses_and_unregistered_depth_still_give_a_report(sequence, tm
     assert (tmp_path / 'out' / 'report.md').exists()
 
 
+@pytest.mark.parametrize('storage', ['mcap', 'rosbag1'])
+def test_a_distorted_camera_is_warned_about(sequence, tmp_path, capsys, storage):
+    path = tmp_path / ('bag.bag' if storage == 'rosbag1' else 'bag')
+    with BagWriter(path, storage) as bag:
+        for index in range(3):
+            stamp = int(sequence.stamps[index])
+            rgb, depth = sequence.render(index)
+            bag.write('/tf', stamp, bag.tf(stamp, WORLD_FRAME, CAMERA_FRAME, sequence.poses[index]))
+            bag.write('/camera/image_raw', stamp, bag.image(stamp, CAMERA_FRAME, rgb, 'rgb8'))
+            bag.write('/camera/depth', stamp, bag.image(stamp, CAMERA_FRAME, depth, '32FC1'))
+            info = bag.camera_info(stamp, CAMERA_FRAME, sequence.K, 224, 168, [-0.2, 0.05, 0, 0, 0])
+            bag.write('/camera/camera_info', stamp, info)
+    evaluate(path, tmp_path / 'out', sequence.model_frame)
+    err = capsys.readouterr().err
+    assert 'distorted (plumb_bob: -0.2, 0.05, 0, 0, 0)' in err and 'image_rect' in err
+
+
+def test_a_pinhole_camera_is_not_warned_about(bag, sequence, tmp_path, capsys):
+    evaluate(bag, tmp_path, sequence.model_frame)  # the synthetic bags' camera_info: no distortion
+    assert 'distorted' not in capsys.readouterr().err
+
+
 def expect_error(capsys, argv, message):
     assert cli.main(argv) == cli.EXIT_USAGE
     err = capsys.readouterr().err

@@ -21,7 +21,7 @@ def distortion_note(model: str, coefficients: Sequence[float]) -> str | None:
     return (
         f'camera_info says the image is distorted ({model or "unknown model"}: {shown}); the '
         'model assumes a pinhole camera, so depth and poses bend toward the edges: feed it the '
-        "rectified image (image_proc's image_rect, e.g. image:=/camera/image_rect)"
+        "rectified image (image_proc's image_rect)"
     )
 
 

@@ -27,11 +27,16 @@ def config_file(name: str) -> Path:
     return Path(get_package_share_directory('vggt_ros')) / 'config' / name
 
 
+def camera_info_sibling(image: str) -> str:
+    """Where camera drivers publish an image topic's CameraInfo: `camera_info` beside it."""
+    return posixpath.join(posixpath.dirname(image), 'camera_info')
+
+
 def input_remappings(image: str, depth: str = '', camera_info: str = '') -> list[tuple[str, str]]:
     """The node's inputs remapped to the topics the launch file's arguments name: the image and
     its /compressed sibling, the camera's CameraInfo (by default the image's camera_info
     sibling, where camera drivers publish it) and the depth image where one is named."""
-    info = camera_info or posixpath.join(posixpath.dirname(image), 'camera_info')
+    info = camera_info or camera_info_sibling(image)
     remappings = [
         ('image', image),
         ('image/compressed', f'{image}/compressed'),

@@ -138,6 +138,14 @@ def read_messages(
         yield connection.topic, timestamp, message
 
 
+def first_message(reader: AnyReader, topic: str, msgtype: str) -> object | None:
+    """The first `msgtype` message on `topic`, or None where the bag has none."""
+    connections = [c for c in reader.connections if c.topic == topic and c.msgtype == msgtype]
+    if not connections:
+        return None
+    return next((message for _, _, message in read_messages(reader, connections)), None)
+
+
 def stamp_ns(message: object) -> int:
     """Header stamp of a message in nanoseconds (the time the data was taken, not recorded)."""
     stamp = message.header.stamp
@@ -225,14 +233,21 @@ class BagWriter:
         )
 
     def camera_info(
-        self, stamp: int, frame_id: str, K: np.ndarray, width: int, height: int
+        self,
+        stamp: int,
+        frame_id: str,
+        K: np.ndarray,
+        width: int,
+        height: int,
+        distortion: Sequence[float] = (0.0,) * 5,
     ) -> object:
-        """sensor_msgs/CameraInfo of an undistorted pinhole camera with intrinsics K."""
+        """sensor_msgs/CameraInfo of a pinhole camera with intrinsics K (plumb_bob
+        `distortion`: none by default)."""
         projection = np.zeros((3, 4))
         projection[:, :3] = K
         # ROS 1 spells the matrices in upper case, ROS 2 in lower case.
         matrices = {
-            'd': np.zeros(5),
+            'd': np.asarray(distortion, float),
             'k': np.asarray(K, float).reshape(9),
             'r': np.eye(3).reshape(9),
             'p': projection.reshape(12),

@@ -18,9 +18,10 @@ from typing import Any
 from rosbags.highlevel import AnyReader
 
 from vggt_ros import config_files, params
+from vggt_ros.calibration import distortion_note
 from vggt_ros.checkpoints import weights_description
 from vggt_ros.evaluation import baselines, ground_truth, metrics
-from vggt_ros.evaluation.bag_io import BagError, open_bag
+from vggt_ros.evaluation.bag_io import BagError, first_message, open_bag
 from vggt_ros.evaluation.replay import Replay, replay
 from vggt_ros.evaluation.report import RANDOM_WEIGHTS_BANNER, write_report
 from vggt_ros.pipeline import Outcome, StreamPipeline, reconstructor_from_parameters
@@ -196,6 +197,8 @@ def run(
     """Replay the bag through the node's pipeline, score it and write the report (`model` says
     what ran; None is random weights); its path."""
     result, truth = replay_bag(args, values, reconstructor)
+    if note := camera_distortion(args):
+        print(f'WARNING: {note}', file=sys.stderr)
     if not len(result.trajectory):
         raise ValueError(
             f'no frame of {args.image_topic} could be processed: {dict(result.counts)}'
@@ -210,6 +213,17 @@ def run(
     if args.baselines:
         scored.update(baseline_metrics(args, values, result, scored))
     return write_report(result, scored, model, args.out)
+
+
+def camera_distortion(args: argparse.Namespace) -> str | None:
+    """What the bag's CameraInfo beside the image topic says of distortion, as the node would."""
+    topic = config_files.camera_info_sibling(args.image_topic)
+    with open_bag(args.bag) as reader:
+        info = first_message(reader, topic, 'sensor_msgs/msg/CameraInfo')
+    if info is None:
+        return None
+    coefficients = info.D if hasattr(info, 'D') else info.d  # ROS 1 spells it in upper case
+    return distortion_note(info.distortion_model, list(coefficients))
 
 
 def baseline_metrics(
