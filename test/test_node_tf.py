@@ -163,6 +163,44 @@ def test_odom_mode_follows_a_moving_mount(harness_factory):
         np.testing.assert_allclose(base, np.eye(4), atol=1e-6)
 
 
+def test_a_mount_that_arrives_late_sets_the_odom_origin_then(harness_factory):
+    """An arm's TF starts after the first frame: the odom origin is the base at the first frame
+    with a mount, whose mount is looked up at that frame's stamp, so a still base stays put."""
+    harness = harness_factory(tf_mode='odom', tf_timeout=30.0)
+    tree = Tree(harness)
+    harness.send(rgb_image(0), wait_topic=f'{NS}/depth')  # no mount yet: waiting
+    for seq in (1, 2):
+        image = rgb_image(seq)
+        tree.publish('base_link', CAMERA, MOUNT @ model_pose(seq), image.header.stamp)
+        stamp = stamp_ns(image.header.stamp)
+        harness.wait(
+            lambda stamp=stamp: harness.node._transforms.can_transform('base_link', CAMERA, stamp),
+            'the mount at the stamp',
+        )
+        harness.send(image, wait_topic=f'{NS}/depth')
+        base = matrix_of(node_tf(harness, image, 'base_link'))
+        np.testing.assert_allclose(base, np.eye(4), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ('parent', 'advice'),
+    [('odom', 'use tf_mode map'), ('base_footprint', 'use base_frame base_footprint')],
+)
+def test_odom_mode_gives_a_base_with_a_parent_no_second_one(harness_factory, parent, advice):
+    """Wheel odometry already publishing odom -> base_link, or a URDF rooted at base_footprint:
+    odom mode refuses, says why and what to set, and publishes no odom -> base_link."""
+    harness, tree = robot(harness_factory)
+    tree.publish(parent, 'base_link', np.eye(4), rgb_image(0).header.stamp, static=True)
+    harness.wait(lambda: harness.node._transforms.parent('base_link') == parent, 'the parent')
+    for seq in range(2):
+        harness.send(rgb_image(seq), wait_topic=f'{NS}/depth')
+    harness.wait(lambda: harness.logs('already has the parent'), 'the refusal')
+    (refusal,) = set(harness.logs('already has the parent'))
+    assert f'base_link already has the parent {parent}' in refusal and advice in refusal
+    assert not [m for m in harness.messages('/tf') if m.transforms[0].child_frame_id == 'base_link']
+    assert all(len(p) == 1 for p in tree.parents().values())
+
+
 def test_map_mode_corrects_wheel_odometry(harness_factory):
     harness, tree = robot(harness_factory, tf_mode='map')
     rng = np.random.default_rng(0)

@@ -3,18 +3,20 @@
 tf_mode:
 - odom: the robot's mount base_frame -> camera is looked up at the image stamp, and odom_frame ->
   base_frame is published so that odom -> base -> camera is the model's camera pose, the odom
-  origin being the base pose of the world's first frame. A moving mount (pan-tilt, arm) is
-  followed: the camera's motion on it is not taken for the base's. The mount's rotation gives
-  REP-103 axes.
+  origin being the base pose at the world's first frame with a mount. A moving mount (pan-tilt,
+  arm) is followed: the camera's motion on it is not taken for the base's. The mount's rotation
+  gives REP-103 axes.
 - map: wheel odometry owns odom -> base; map_frame -> odom_frame is published from the model's
   base pose and the odom -> base transform at the image stamp.
 - camera: world_frame -> camera (hand-held cameras, bags without a robot).
 - none: no TF.
 In odom mode, while no base -> camera chain exists, frames wait (no TF) for `tf_timeout` seconds;
 then camera mode takes over, but only if the camera frame has no parent: a frame never gets a
-second parent. The decision is said once. In odom and map mode world_frame, where ~/map lives,
-hangs under odom_frame or map_frame by a static transform (the first camera's mount), so the map
-is connected too.
+second parent, so neither does base_frame (odom) or odom_frame (map) where the tree already gives
+it one (wheel odometry, a URDF rooted elsewhere, another localisation). Map mode waits for its
+mount as long as it takes. The decision is said once. In odom and map mode world_frame, where
+~/map lives, hangs under odom_frame or map_frame by a static transform (from the odom origin), so
+the map is connected too.
 """
 
 from __future__ import annotations
@@ -57,13 +59,14 @@ class TfLayout:
         self.mode = values['tf_mode']
         self._first_frame_s: float | None = None
         self._told = False
-        self._origin_ns: int | None = None  # the stamp of the world's first camera
-        self._origin_mount: np.ndarray | None = None  # base_from_camera then
+        # The odom origin (the base at the world's first frame with a mount) from the world's
+        # first camera; and whether this node publishes the robot's edge yet.
+        self._origin: np.ndarray | None = None
+        self._publishing = False
 
     def restart(self) -> None:
         """The world restarts at the next frame's camera (the user's ~/reset)."""
-        self._origin_ns = None
-        self._origin_mount = None
+        self._origin = None
 
     def place(
         self,
@@ -78,8 +81,6 @@ class TfLayout:
         `world_pose`: the same in world_frame's axes (world_axes), for camera mode."""
         if self._first_frame_s is None:
             self._first_frame_s = now_s
-        if self._origin_ns is None:
-            self._origin_ns = stamp_ns
         if self.mode in ('odom', 'map'):
             return self._robot(camera, pose, world_pose, stamp_ns, now_s, values)
         world = values['world_frame']
@@ -115,17 +116,13 @@ class TfLayout:
         if not self.transforms.can_transform(base, camera, 0):
             return self._no_mount(camera, pose, world_pose, now_s, values)
         mount = self._mount(base, camera, stamp_ns)
-        if self._origin_mount is None:
-            self._origin_mount = self._mount(base, camera, self._origin_ns)
-        odom_from_base = self._origin_mount @ pose @ np.linalg.inv(mount)
-        # world_frame is the first camera in world_axes: its mount-from-optical, then the axes.
+        if self._origin is None:  # camera_first_from_camera is pose: the mount then, undone
+            self._origin = mount @ np.linalg.inv(pose)
+        odom_from_base = self._origin @ pose @ np.linalg.inv(mount)
+        # world_frame is the first camera in world_axes: the origin's, then the axes.
         world_from_optical = world_pose @ np.linalg.inv(pose)
         parent = odom if self.mode == 'odom' else values['map_frame']
-        static = (
-            parent,
-            values['world_frame'],
-            self._origin_mount @ np.linalg.inv(world_from_optical),
-        )
+        static = (parent, values['world_frame'], self._origin @ np.linalg.inv(world_from_optical))
         if self.mode == 'odom':
             published = (odom, base, odom_from_base)
         elif self.transforms.can_transform(odom, base, stamp_ns):
@@ -134,11 +131,31 @@ class TfLayout:
         else:
             reason = f'no {odom} -> {base} at the image stamp yet'
             return Placement((), parent, base, odom_from_base, reason, static, 'tf odometry')
+        if not self._publishing and (taken := self._taken(published[1], odom)):
+            return Placement((), parent, base, odom_from_base, taken, static, 'tf refused')
+        self._publishing = True
         note = self._once(
             f'tf_mode {self.mode}: {base} -> {camera} found; publishing '
             f'{published[0]} -> {published[1]}'
         )
         return Placement((published,), parent, base, odom_from_base, note, static)
+
+    def _taken(self, child: str, odom: str) -> str | None:
+        """Why this node must not publish `child`'s parent edge: someone else does already."""
+        parent = self.transforms.parent(child)
+        if parent is None:
+            return None
+        advice = (
+            f'use tf_mode map, which leaves {odom} -> {child} to it'
+            if self.mode == 'odom' and parent == odom
+            else f'use base_frame {self._root(child)}'
+            if self.mode == 'odom'
+            else f'tf_mode map needs {odom} to be a root: run one localisation'
+        )
+        return (
+            f'{child} already has the parent {parent}: no TF is published (a frame never gets a '
+            f'second parent); {advice}'
+        )
 
     def _mount(self, base: str, camera: str, stamp_ns: int) -> np.ndarray:
         """base_from_camera at `stamp_ns`, or the latest where the tree holds none then (a moving
@@ -163,6 +180,9 @@ class TfLayout:
             waiting = f'waiting for {base} -> {camera}'
             return Placement((), world, camera, world_pose, waiting, None, 'tf waiting')
         parent = self.transforms.parent(camera)
+        if self.mode == 'map':  # wheel odometry is there: the robot's tree is what was asked for
+            waiting = f'waiting for {base} -> {camera} (tf_mode map does not fall back)'
+            return Placement((), world, camera, world_pose, waiting, None, 'tf waiting')
         if parent is None:
             self.mode = 'camera'
             note = (
