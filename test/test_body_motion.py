@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.spatial.transform import Rotation
 
-from vggt_ros.body_motion import STEP_FLOOR, UNKNOWN_VARIANCE, BodyMotion, body_twist
+from vggt_ros.body_motion import FLOOR_PER_SQRT_SECOND, UNKNOWN_VARIANCE, BodyMotion, body_twist
 
 FRAMES = ('odom', 'base_link')
 SECOND = 1_000_000_000
@@ -44,14 +44,24 @@ def test_driving_straight_the_heading_error_swings_the_side_not_the_distance():
     body = BodyMotion()
     for index in range(101):
         motion = body.add(FRAMES, (index + 1) * SECOND // 10, pose(0.0, [0.1 * index, 0, 0]), 0.2)
-    step = np.hypot(0.2 * 0.1, STEP_FLOOR[0]) ** 2
-    turn = STEP_FLOOR[1] ** 2  # nothing turned: the floor
+    floor = FLOOR_PER_SQRT_SECOND * np.sqrt(0.1)
+    step = np.hypot(0.2 * 0.1, floor[0]) ** 2
+    turn = floor[1] ** 2  # nothing turned: the floor
     covariance = motion.pose_covariance
     assert covariance[0, 0] == pytest.approx(100 * step)
     assert covariance[5, 5] == pytest.approx(100 * turn)
     assert covariance[1, 1] > covariance[0, 0] + 100 * turn  # the lever arm of the heading
     np.testing.assert_allclose(motion.twist_covariance, np.diag([step] * 3 + [turn] * 3) * 100)
     assert motion.twist[0] == pytest.approx([1.0, 0.0, 0.0])
+
+
+@pytest.mark.parametrize('hertz', [5, 30])
+def test_a_still_body_claims_what_the_time_standing_gives_at_any_frame_rate(hertz):
+    body = BodyMotion()
+    for index in range(60 * hertz + 1):  # a minute
+        motion = body.add(FRAMES, SECOND + index * SECOND // hertz, pose(), 0.2)
+    expected = FLOOR_PER_SQRT_SECOND**2 * 60
+    np.testing.assert_allclose(np.diag(motion.pose_covariance)[[0, 5]], expected, rtol=1e-6)
 
 
 def test_a_reset_to_the_origin_starts_the_pose_covariance_again_a_jump_only_the_twist():
@@ -66,10 +76,9 @@ def test_a_reset_to_the_origin_starts_the_pose_covariance_again_a_jump_only_the_
     assert not body.add(FRAMES, 7 * SECOND, pose(), 0.2).pose_covariance.any()
 
 
-poses = st.builds(
-    pose,
-    st.floats(-np.pi, np.pi),
-    st.tuples(*[st.floats(-100, 100)] * 3),
+poses = st.one_of(
+    st.builds(pose, st.floats(-np.pi, np.pi), st.tuples(*[st.floats(-100, 100)] * 3)),
+    st.just(np.full((4, 4), np.nan)),  # a model's NaN
 )
 events = st.lists(
     st.one_of(
@@ -85,9 +94,10 @@ events = st.lists(
 @settings(max_examples=60, deadline=None)
 @given(events, st.floats(0.0, 10.0))
 def test_any_sequence_gives_finite_covariances_that_a_filter_can_use(events, step_error):
-    """Stamps going back, repeated, frames changing, restarts: every covariance is symmetric,
-    positive semi-definite and finite; the pose's never shrinks between restarts to the origin;
-    the twist is known exactly when the last pose was in the same frames, earlier."""
+    """Stamps going back, repeated, frames changing, NaN poses, restarts: every covariance is
+    symmetric, positive semi-definite and finite; the pose's never shrinks between restarts to
+    the origin; the twist is known exactly when the last good pose was in the same frames,
+    earlier."""
     body, stamp, last, grown = BodyMotion(), 10 * SECOND, None, np.zeros(6)
     for event in events:
         if event[0] == 'restart':
@@ -104,8 +114,9 @@ def test_any_sequence_gives_finite_covariances_that_a_filter_can_use(events, ste
             assert np.linalg.eigvalsh(covariance).min() > -1e-6 * max(1.0, covariance.max())
         assert (np.diag(motion.pose_covariance) >= grown - 1e-9).all()
         grown = np.diag(motion.pose_covariance)
-        known = last is not None and last[0] == frames and stamp > last[1]
+        finite = np.isfinite(matrix).all()
+        known = finite and last is not None and last[0] == frames and stamp > last[1]
         assert (motion.twist is not None) == known
         if not known:
             assert motion.twist_covariance[0, 0] == UNKNOWN_VARIANCE
-        last = (frames, stamp)
+        last = (frames, stamp) if finite else last

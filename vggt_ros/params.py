@@ -381,11 +381,11 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         'odometry.step_error',
         0.2,
         "The error ~/odometry's covariances claim for each frame's motion, as a fraction of it "
-        '(translation and rotation alike, over a floor of 5 mm and 0.1 deg a frame); the pose '
-        'covariance grows by it from the odom origin. 0.2 is above the shipped small '
-        "model's error per axis on 10 of the 12 held-out walks and orbits (0.07-0.36), the "
-        "floor above its turns' (2-5 mm, 0.04-0.08 deg). An unknown twist (the first frame, "
-        'after a reset) claims 9999.',
+        '(translation and rotation alike, over a floor of 5 mm and 0.1 deg a frame at 15 Hz, a '
+        'random walk in time); the pose covariance grows by it from the odom origin. 0.2 is '
+        "above the shipped small model's error per axis on 10 of the 12 held-out walks and "
+        "orbits (0.07-0.36), the floor above its turns' (2-5 mm, 0.04-0.08 deg). An unknown "
+        'twist (the first frame, after a reset) claims 9999.',
         dynamic=True,
         minimum=0.0,
         maximum=10.0,
