@@ -53,6 +53,37 @@ def test_odometry_scale_needs_motion_then_is_the_umeyama_scale():
     assert MIN_MOTION_M > 0.1
 
 
+def test_extreme_or_non_finite_evidence_never_gives_a_non_finite_scale():
+    depth = DepthScale()
+    confident = np.ones((2, 2), bool)
+    depth.add(np.full((2, 2), 3e38, np.float32), np.full((2, 2), 1e-3, np.float32), confident)
+    depth.add(np.full((2, 2), 1e-45, np.float32), np.full((2, 2), 1e3, np.float32), confident)
+    estimate = depth.estimate()
+    assert estimate.metric and np.isfinite([estimate.value, estimate.spread]).all()
+    assert estimate.value > 0
+    odometry = OdometryScale()
+    for index in range(5):
+        odometry.add(np.array([0.1 * index, 0.0, 0.0]), np.array([0.4 * index, 0.0, 0.0]))
+    odometry.add(np.array([np.nan, 0.0, 0.0]), np.array([2.0, 0.0, 0.0]))  # no evidence
+    assert odometry.estimate().value == pytest.approx(4.0)
+
+
+def test_a_jump_in_the_odometry_gives_no_estimate():
+    estimator = OdometryScale()
+    for index in range(10):
+        metres = 0.4 * index + (1000.0 if index == 9 else 0.0)  # the last frame jumped 1 km
+        estimator.add(np.array([0.1 * index, 0.0, 0.0]), np.array([metres, 0.0, 0.0]))
+    assert not estimator.estimate().metric
+
+
+def test_wheels_spinning_under_a_still_camera_give_no_estimate():
+    rng = np.random.default_rng(0)
+    estimator = OdometryScale()
+    for index in range(10):
+        estimator.add(rng.normal(0.0, 1e-4, 3), np.array([0.4 * index, 0.0, 0.0]))
+    assert not estimator.estimate().metric
+
+
 def run(source, seed=0):
     """The loop through the pipeline with a noisy metric sensor of `source`; returns the
     outcomes and the stand-in (its sessions' scales)."""

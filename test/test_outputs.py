@@ -72,6 +72,15 @@ def test_depth_is_scaled_and_nan_below_the_threshold():
     assert out.depth[1:] == pytest.approx(np.full((H - 1, W), 4.0))
 
 
+def test_a_non_finite_depth_is_invalid_everywhere_it_goes():
+    depth = np.full((H, W), 2.0, np.float32)
+    depth[0, 0], depth[0, 1] = np.inf, np.nan
+    out = FrameOutputs(frame(depth=depth), OutputOptions())
+    assert not out.valid[0, :2].any() and out.valid[1:].all()
+    points, _ = out.world_points()
+    assert len(points) == H * W - 2 and np.isfinite(points).all()
+
+
 def test_camera_points_unproject_the_published_depth():
     depth = np.arange(1, H * W + 1, dtype=np.float32).reshape(H, W)
     out = FrameOutputs(frame(depth=depth), OutputOptions())

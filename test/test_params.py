@@ -171,8 +171,12 @@ def test_defaults_are_valid_and_choices_match_the_code():
 @pytest.mark.parametrize(
     ('name', 'value', 'reason'),
     [
-        ('window_size', 1, 'at least 2'),
-        ('window_size', -3, 'at least 2'),
+        ('window_size', 1, '2 (the anchor frame and the current one) to 4096'),
+        ('window_size', -3, '2 (the anchor frame and the current one) to 4096'),
+        ('window_size', 10**9, 'to 4096'),
+        ('scale', 1e39, 'at most'),
+        ('map.voxel_size', 1e-6, 'at least'),
+        ('diagnostics_period', 1e10, 'at most'),
         ('device', 'gpu', 'cuda'),
         ('preset', 'huge', 'one of'),
         ('conf_threshold', -1.0, 'at least'),

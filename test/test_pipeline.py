@@ -63,6 +63,40 @@ def test_a_model_failure_is_undone_and_keeps_the_map():
     assert z(stream.process(frame(), 3 * SECOND, 0, VALUES)) == pytest.approx(1.0)
 
 
+def test_a_non_finite_pose_fails_its_frame_and_anchors_nothing():
+    """A NaN camera (a model's overflow) is no pose: the frame fails, and a reset after it
+    still anchors the new session at the last good pose."""
+
+    def nan_on_frame_two(index, height, width):
+        encoding, depth = known_source(index, height, width)
+        return (encoding * np.nan if index == 2 else encoding), depth
+
+    stream = pipeline(nan_on_frame_two)
+    good = [stream.process(frame(), (1 + i) * SECOND, 0, VALUES) for i in range(2)]
+    bad = stream.process(frame(), 3 * SECOND, 0, VALUES)
+    assert (bad.status, bad.kind) == ('failed', 'model') and 'non-finite' in bad.error
+    resized = stream.process(frame(HEIGHT - 14), 4 * SECOND, 0, VALUES)
+    np.testing.assert_allclose(resized.frame.pose, good[1].frame.pose, atol=1e-12)
+
+
+def test_an_unusable_array_fails_without_resetting_the_world():
+    stream = pipeline()
+    stream.process(frame(), SECOND, 0, VALUES)
+    grey = frame()[..., 0]  # 2-D, and of another size than the stream's frames
+    outcome = stream.process(grey[:-14], 2 * SECOND, 0, VALUES)
+    assert (outcome.status, outcome.kind, outcome.reset) == ('failed', 'unusable image', None)
+    assert z(stream.process(frame(), 3 * SECOND, 0, VALUES)) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize('source', ['depth', 'odometry'])
+def test_with_a_metric_source_scale_is_a_guess_and_changing_it_clears_nothing(source):
+    stream = pipeline(scale_source=source)
+    values = {**VALUES, 'scale_source': source}
+    stream.process(frame(), SECOND, 0, values)
+    changed = stream.process(frame(), 2 * SECOND, 0, {**values, 'scale': 2.0})
+    assert not changed.history_cleared and len(stream.map) > 0
+
+
 def test_an_automatic_reset_continues_from_the_last_pose_turned_and_all():
     stream = pipeline()
     poses = [stream.process(frame(), (1 + i) * SECOND, 0, VALUES).frame.pose for i in range(3)]

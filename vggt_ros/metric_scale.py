@@ -7,7 +7,8 @@ how many metres one of them is:
   over valid, confident pixels, and the estimate the median of the last SCALE_WINDOW frames.
 - odometry: where an external odometry (wheels, an IMU) puts the camera against where the model
   puts it; the similarity (Umeyama) scale of the two trajectories over the last SCALE_WINDOW
-  frames, once they span at least MIN_MOTION_M.
+  frames, once they span at least MIN_MOTION_M and the similarity explains them
+  (MAX_ODOMETRY_SPREAD).
 A re-anchoring carries the evidence into the new session's units, so the estimate goes on; after a
 reset there is none until new frames bring it.
 """
@@ -24,6 +25,10 @@ SCALE_SOURCES = ('fixed', 'depth', 'odometry')
 SCALE_WINDOW = 30  # frames of evidence: long enough to average noise, short enough to follow
 MIN_DEPTH_FRAMES = 1  # a frame holds thousands of ratios: its median is robust already
 MIN_MOTION_M = 0.2  # RMS distance of the odometry's camera centres from their centroid
+# Residual over motion beyond which the two paths are not one path at two scales: a jump in the
+# odometry, or wheels spinning under a still camera (then about 1). Taken as no estimate, so the
+# last one stays.
+MAX_ODOMETRY_SPREAD = 0.5
 
 
 @dataclass(frozen=True)
@@ -52,8 +57,11 @@ class DepthScale:
         """One frame: HxW metric depth (NaN or 0: none), HxW predicted depth, HxW bool mask."""
         valid = confident & np.isfinite(sensor) & (sensor > 0) & np.isfinite(predicted)
         valid &= predicted > 0
-        if valid.any():
-            self._ratios.append(float(np.median(sensor[valid] / predicted[valid])))
+        # In float64: a float32 ratio of extreme depths overflows to inf or underflows to 0.
+        ratios = sensor[valid].astype(np.float64) / predicted[valid].astype(np.float64)
+        ratios = ratios[np.isfinite(ratios) & (ratios > 0)]
+        if len(ratios):
+            self._ratios.append(float(np.median(ratios)))
 
     def estimate(self) -> ScaleEstimate:
         if len(self._ratios) < MIN_DEPTH_FRAMES:
@@ -77,8 +85,11 @@ class OdometryScale:
         self._pairs: deque[tuple[np.ndarray, np.ndarray]] = deque(pairs, maxlen=SCALE_WINDOW)
 
     def add(self, model_centre: np.ndarray, odometry_centre: np.ndarray) -> None:
-        """One frame: the camera centre in session units and in metres (the odometry's frame)."""
-        self._pairs.append((np.asarray(model_centre, float), np.asarray(odometry_centre, float)))
+        """One frame: the camera centre in session units and in metres (the odometry's frame);
+        a non-finite one is no evidence."""
+        pair = (np.asarray(model_centre, float), np.asarray(odometry_centre, float))
+        if all(np.isfinite(centre).all() for centre in pair):
+            self._pairs.append(pair)
 
     def estimate(self) -> ScaleEstimate:
         frames = len(self._pairs)
@@ -91,7 +102,10 @@ class OdometryScale:
         if motion < MIN_MOTION_M or not (model**2).sum():
             return ScaleEstimate(self.source, frames=frames)
         value, residual = umeyama_scale(model, metres)
-        return ScaleEstimate(self.source, value, residual / motion, frames)
+        spread = residual / motion
+        if not (np.isfinite(value) and value > 0 and spread <= MAX_ODOMETRY_SPREAD):
+            return ScaleEstimate(self.source, frames=frames)  # no similarity explains the two
+        return ScaleEstimate(self.source, value, spread, frames)
 
     def rebased(self, _: float, to_new: Callable[[np.ndarray], np.ndarray]) -> OdometryScale:
         """The evidence in a new session's coordinates (`to_new` maps old-session points)."""

@@ -88,9 +88,10 @@ class FrameOutputs:
 
     @cached_property
     def valid(self) -> np.ndarray:
-        """HxW: pixels whose depth is confident enough and positive."""
+        """HxW: pixels whose depth is confident enough, positive and finite."""
         result = self.result
-        return (result.confidence >= self.options.conf_threshold) & (result.depth > 0)
+        depth = result.depth
+        return (result.confidence >= self.options.conf_threshold) & (depth > 0) & np.isfinite(depth)
 
     @cached_property
     def depth(self) -> np.ndarray:

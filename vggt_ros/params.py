@@ -70,11 +70,14 @@ class ParameterSpec:
         return self.check(value) if self.check else None
 
 
+MAX_WINDOW = 4096  # frames; a bounded cache is allocated whole on the first frame
+
+
 def _window(value: int) -> str | None:
-    if value == 1 or value < 0:
+    if value == 1 or value < 0 or value > MAX_WINDOW:
         return (
-            f'window_size must be 0 (unbounded) or at least 2 (the anchor frame and the current '
-            f'one), got {value}'
+            f'window_size must be 0 (unbounded: grows as needed) or 2 (the anchor frame and the '
+            f'current one) to {MAX_WINDOW}, got {value}'
         )
     return None
 
@@ -340,6 +343,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         'guess until the first estimate.',
         dynamic=True,
         minimum=1e-9,
+        maximum=1e6,  # beyond, float32 depth overflows
     ),
     ParameterSpec(
         'scale_source',
@@ -394,14 +398,18 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         'map.voxel_size',
         0.02,
         'Voxel edge of the accumulated ~/map, in output units (after scale).',
-        minimum=1e-9,
+        minimum=1e-3,  # the map spans 2**20 voxels each way from the origin
     ),
     ParameterSpec(
         'map.max_points', 200000, 'Points kept in ~/map (the oldest voxels go first).', minimum=1
     ),
     ParameterSpec('map.period', 2.0, 'Seconds between ~/map messages.', minimum=0.01),
     ParameterSpec(
-        'diagnostics_period', 1.0, 'Seconds between /diagnostics messages.', minimum=0.01
+        'diagnostics_period',
+        1.0,
+        'Seconds between /diagnostics messages.',
+        minimum=0.01,
+        maximum=1e6,  # a ROS timer counts int64 nanoseconds
     ),
     *(
         ParameterSpec(f'publish_{output}', True, f'Publish {what}.', dynamic=True)

@@ -24,7 +24,7 @@ from vggt_ros.mapping import VoxelMap
 from vggt_ros.metric_scale import ScaleEstimate, new_estimator
 from vggt_ros.model import default_device
 from vggt_ros.outputs import FrameOutputs, OutputOptions
-from vggt_ros.reconstructor import Reconstructor
+from vggt_ros.reconstructor import Reconstructor, check_rgb
 from vggt_ros.registration import to_model_grid
 from vggt_ros.stream_types import FrameResult
 
@@ -109,9 +109,12 @@ class StreamPipeline:
         """One decoded HxWx3 uint8 frame through the policy and the model; `metric`: what the
         frame brings for scale_source depth or odometry."""
         try:
+            check_rgb(rgb)  # before the policy: an unusable array never resets the world
             model_size(*rgb.shape[:2], self.reconstructor.image_width)
         except FrameSizeError as error:
             return Outcome('failed', kind=error.kind, error=str(error))
+        except (TypeError, ValueError) as error:
+            return Outcome('failed', kind='unusable image', error=str(error))
         size = rgb.shape[:2]
         admission = self.continuity.admit(
             size, stamp_ns, received_ns, values['time_jump_tolerance']
@@ -134,6 +137,8 @@ class StreamPipeline:
                 reanchored = reset is None
             result = self.reconstructor.step_image(image, stamp_ns * 1e-9)
             result.timings['preprocess'] = preprocess_s
+            if not np.isfinite(result.world_from_camera).all():
+                raise FloatingPointError('the frame got a non-finite camera pose')
         except Exception as error:  # noqa: BLE001 - the step is undone; the stream goes on
             return Outcome(
                 'failed',
@@ -151,10 +156,12 @@ class StreamPipeline:
         result = self._world_from_session.result(result)
         self._last_pose = result.world_from_camera
         self.anchoring.record(image, result)
-        rescaled = values['scale'] != self._scale
-        if rescaled:  # new units: what was accumulated in the old ones goes
+        # New units (a fixed scale changed): what was accumulated in the old ones goes. With a
+        # metric source `scale` is only the first guess: changing it changes nothing now.
+        rescaled = values['scale'] != self._scale and self._source == 'fixed'
+        self._scale = values['scale']
+        if rescaled:
             self.map.clear()
-            self._scale = values['scale']
         frame = FrameOutputs(result, output_options(values))
         if update_map:
             self.map.insert(*frame.world_points())

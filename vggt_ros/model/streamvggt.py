@@ -309,8 +309,9 @@ class StreamSession:
         """image [3, H, W] in [0, 1] -> pose_enc [9], depth, depth_conf, world_points_conf [H, W],
         world_points [H, W, 3], on the model's device. All frames of a stream share one size.
 
-        A step is all or nothing: if it raises (out of memory in a late block, say), every cache
-        is rolled back and the session is as before the call, as if the frame never came."""
+        A step is all or nothing: if it raises (out of memory in a late block, say, or a
+        non-finite camera), every cache is rolled back and the session is as before the call, as
+        if the frame never came."""
         model = self.model
         if image.ndim != 3:
             raise ValueError(f'expected an image [3, H, W], got shape {tuple(image.shape)}')
@@ -322,6 +323,11 @@ class StreamSession:
             )
         try:
             out = self._run(image, size)
+            if not torch.isfinite(out['pose_enc']).all():  # fp16 overflow, say
+                raise FloatingPointError(
+                    f'the model gave a non-finite camera ({out["pose_enc"][0].tolist()}); its '
+                    'keys and values would spoil every later frame, so the frame is undone'
+                )
         except BaseException:
             for cache in self._caches:
                 cache.rollback()
