@@ -222,6 +222,28 @@ def test_map_mode_corrects_wheel_odometry(harness_factory):
     assert tree.parents()['odom'] == {'map'}
 
 
+def test_map_mode_goes_on_when_a_bag_loops(harness_factory):
+    """Time goes back 50 s (ros2 bag play --loop): the new loop's wheel odometry is taken, not
+    refused as older than the old loop's, and map -> odom is published again."""
+    harness, tree = robot(harness_factory, tf_mode='map')
+
+    def send(seq, stamp):
+        image = rgb_image(seq, stamp=stamp)
+        tree.publish('odom', 'base_link', np.eye(4), stamp)
+        harness.wait(
+            lambda: harness.node._transforms.can_transform('odom', 'base_link', stamp_ns(stamp)),
+            'wheel odometry',
+        )
+        harness.send(image, wait_topic=f'{NS}/depth')
+        return image
+
+    for seq in range(3):
+        node_tf(harness, send(seq, Time(sec=100 + seq)), 'odom')
+    send(3, Time(sec=50))  # the loop: a new session, the old transforms forgotten
+    harness.wait(lambda: harness.logs('time jumped backwards'), 'the reset')
+    node_tf(harness, send(4, Time(sec=51)), 'odom')
+
+
 def test_camera_mode_only_for_a_camera_without_parent(harness_factory):
     harness = harness_factory(tf_mode='odom', tf_timeout=0.3)
     harness.send(rgb_image(0), wait_topic=f'{NS}/depth')  # waits for a mount that never comes

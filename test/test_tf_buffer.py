@@ -118,6 +118,26 @@ def test_history_older_than_cache_time_is_dropped():
         buffer.lookup('odom', 'base_link', 2 * S + S // 2)
 
 
+def test_a_looping_bag_starts_the_history_again():
+    """Time going back further than the cache: the old loop's history is stale and goes, so
+    the new loop's transforms are kept (tf2 would refuse them until time caught up)."""
+    buffer = TransformBuffer(cache_time=10.0)
+    for second in range(30):
+        buffer.set_transform('odom', 'base', second * S, rigid(np.eye(3), (second, 0, 0)))
+    buffer.set_transform('odom', 'base', 0, rigid(np.eye(3), (100, 0, 0)))  # the loop
+    buffer.set_transform('odom', 'base', 1 * S, rigid(np.eye(3), (101, 0, 0)))
+    assert buffer.lookup('odom', 'base', S // 2)[0, 3] == pytest.approx(100.5)
+    with pytest.raises(ExtrapolationError):
+        buffer.lookup('odom', 'base', 20 * S)
+
+
+def test_clear_forgets_the_dynamic_transforms_and_keeps_the_static(chain):
+    chain.set_transform('camera', 'marker', S, rigid(np.eye(3), (1, 0, 0)))
+    chain.clear()
+    assert chain.can_transform('world', 'camera', 0)  # static
+    assert chain.parent('marker') is None and not chain.can_transform('camera', 'marker', 0)
+
+
 def test_unknown_and_disconnected_frames(chain):
     with pytest.raises(FrameNotFound, match="'nowhere'"):
         chain.lookup('world', 'nowhere', 0)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 RESET_REQUESTED = 'reset requested on ~/reset'
 REPEATED_STAMP = 'repeated stamp'
 OUT_OF_ORDER = 'out-of-order stamp'
+TIME_JUMPED_BACK = 'time jumped backwards'  # how that reset's cause begins
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ class StreamContinuity:
             return None, REPEATED_STAMP
         back = (last_stamp - stamp_ns) * 1e-9
         if back > tolerance:
-            return f'time jumped backwards by {back:.3f} s (a looping bag?)', None
+            return f'{TIME_JUMPED_BACK} by {back:.3f} s (a looping bag?)', None
         if back > 0:
             return None, OUT_OF_ORDER
         return None, None

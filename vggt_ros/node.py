@@ -36,7 +36,7 @@ from std_srvs.srv import Trigger
 
 from vggt_ros import images, params
 from vggt_ros.checkpoints import weights_description
-from vggt_ros.continuity import RESET_REQUESTED
+from vggt_ros.continuity import RESET_REQUESTED, TIME_JUMPED_BACK
 from vggt_ros.latest_frame import LatestFrameSlot
 from vggt_ros.metric_scale import ScaleEstimate
 from vggt_ros.node_parameters import NodeParameters, StartupError
@@ -245,6 +245,10 @@ class StreamNode(Node):
             self._log(LoggingSeverity.WARN, outcome.warning)
         if outcome.reset:
             self._log_reset(outcome.reset)
+            if outcome.reset.startswith(TIME_JUMPED_BACK):
+                # A looping bag: tf2 would refuse the new loop's transforms as older than its
+                # history (TF_OLD_DATA) until time caught up. The pairings mend themselves.
+                self._transforms.clear()
         if outcome.history_cleared:
             self._publishing.clear_history(world_restarted=outcome.reset == RESET_REQUESTED)
         if outcome.status == 'skipped':

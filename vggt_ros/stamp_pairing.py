@@ -15,6 +15,9 @@ T = TypeVar('T')
 
 PAIRING_TOLERANCE_NS = 10_000_000  # 10 ms: a third of a frame at 30 Hz
 PAIRING_HISTORY = 30  # messages kept: a second at 30 Hz, more than a frame's inference takes
+# A stamp this much older than the newest held is not a late message but time gone back (a
+# looping bag): what is held belongs to the old time and goes.
+BACKWARD_JUMP_NS = 1_000_000_000
 
 
 class StampPairing(Generic[T]):
@@ -29,11 +32,20 @@ class StampPairing(Generic[T]):
 
     def put(self, stamp_ns: int, item: T) -> None:
         with self._lock:
+            if self._stamps and stamp_ns < self._stamps[-1] - BACKWARD_JUMP_NS:
+                self._stamps.clear()
+                self._items.clear()
             index = bisect.bisect(self._stamps, stamp_ns)
             self._stamps.insert(index, stamp_ns)
             self._items.insert(index, item)
             if len(self._stamps) > self._history:  # the oldest go first
                 del self._stamps[0], self._items[0]
+
+    def clear(self) -> None:
+        """Forget every message (time went back: a looping bag)."""
+        with self._lock:
+            self._stamps.clear()
+            self._items.clear()
 
     def latest(self) -> T | None:
         """The newest message: a CameraInfo that rarely changes stands in for a missing one."""

@@ -37,6 +37,8 @@ class Transforms(Protocol):
 
     def parent(self, frame: str) -> str | None: ...
 
+    def clear(self) -> None: ...
+
 
 @dataclass
 class _Edge:
@@ -145,6 +147,10 @@ class TransformBuffer:
             raise ValueError(f'{parent!r} as parent of {child!r} would make a loop: {path}')
 
     def _insert(self, edge: _Edge, stamp_ns: int, matrix: np.ndarray) -> None:
+        if edge.stamps and stamp_ns < edge.stamps[-1] - self._cache_ns:
+            # Older than all that is kept: time went back (a looping bag), the history is stale.
+            edge.stamps.clear()
+            edge.matrices.clear()
         index = bisect_left(edge.stamps, stamp_ns)
         if index < len(edge.stamps) and edge.stamps[index] == stamp_ns:
             edge.matrices[index] = matrix
@@ -174,6 +180,12 @@ class TransformBuffer:
                 names = f'{stamped.header.frame_id!r} -> {stamped.child_frame_id!r}'
                 refused.append(f'ignoring transform {names}: {error}')
         return refused
+
+    def clear(self) -> None:
+        """Forget every dynamic transform, keeping the static ones (tf2's clear(), what
+        tf2_ros does when ROS time jumps back)."""
+        with self._lock:
+            self._edges = {child: edge for child, edge in self._edges.items() if edge.static}
 
     def lookup(self, target_frame: str, source_frame: str, stamp_ns: int) -> np.ndarray:
         """target_from_source at stamp_ns (0: latest common time), through the common ancestor."""

@@ -82,6 +82,9 @@ class Tf2Transforms:
     def can_transform(self, target_frame: str, source_frame: str, stamp_ns: int) -> bool:
         return self._buffer.can_transform(target_frame, source_frame, Time(nanoseconds=stamp_ns))
 
+    def clear(self) -> None:
+        self._buffer.clear()  # tf2 keeps the static transforms
+
     def parent(self, frame: str) -> str | None:
         # tf2_py exposes parents only through its YAML dump of the tree.
         tree = yaml.safe_load(self._buffer.all_frames_as_yaml()) or {}
