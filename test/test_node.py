@@ -408,3 +408,52 @@ def test_entry_point_fails_clearly_without_a_checkpoint():
     assert process.returncode == 1
     assert 'checkpoint file not found: /nonexistent/weights.pth' in output
     assert 'Traceback' not in output
+
+
+def test_two_cameras_in_namespaces_report_apart_on_diagnostics():
+    """/diagnostics is shared: each node's status is named by its namespace, so an aggregator
+    keeps the two cameras apart."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from standin_model import StandInModel
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    nodes = [
+        StreamNode(
+            reconstructor=Reconstructor(StandInModel(known_source), image_width=WIDTH),
+            context=context,
+            namespace=namespace,
+            parameter_overrides=[Parameter('diagnostics_period', value=0.1)],
+        )
+        for namespace in ('left', 'right')
+    ]
+    peer = rclpy.create_node('peer', context=context)
+    names = set()
+    peer.create_subscription(
+        DiagnosticArray, '/diagnostics', lambda m: names.update(s.name for s in m.status), 10
+    )
+    executor = SingleThreadedExecutor(context=context)
+    for node in (*nodes, peer):
+        executor.add_node(node)
+    try:
+        deadline = time.monotonic() + TIMEOUT
+        while len(names) < 2 and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.1)
+        assert names == {'left/vggt_stream: stream', 'right/vggt_stream: stream'}
+    finally:
+        executor.shutdown()
+        for node in (*nodes, peer):
+            node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+def test_an_image_without_frame_id_is_placed_under_the_fallback_frame_with_a_warning(
+    harness_factory,
+):
+    harness = harness_factory()
+    image = rgb_image(0)
+    image.header.frame_id = ''
+    (transform,) = harness.send(image).transforms
+    assert transform.child_frame_id == 'vggt_camera_optical_frame'
+    harness.wait(lambda: harness.logs('has no frame_id'), 'the warning')
+    assert 'set camera_frame' in harness.logs('has no frame_id')[0]

@@ -231,6 +231,14 @@ class StreamNode(Node):
         except (images.ImageError, FrameIdError) as error:
             self._fail(error.kind, f'skipping an image: {error}')
             return
+        if camera == FALLBACK_CAMERA_FRAME and not header.frame_id:
+            self._report(
+                'no frame_id',
+                LoggingSeverity.WARN,
+                f'the image has no frame_id and camera_frame is not set: its pose is published '
+                f'for {FALLBACK_CAMERA_FRAME}, which no robot tree holds; set camera_frame to '
+                "the camera's optical frame",
+            )
         stamp_ns = _nanoseconds(header.stamp)
         outcome = self._pipeline.process(
             rgb,

@@ -201,7 +201,7 @@ class NodePublishing:
         level, message = snapshot.level(stall_seconds=max(5.0, 5 * values['diagnostics_period']))
         reconstructor = self._pipeline.reconstructor
         status = messages.diagnostic_status(
-            name=f'{self._node.get_name()}: stream',
+            name=f'{self._node.get_fully_qualified_name().lstrip("/")}: stream',
             level=level,
             message=message,
             hardware_id=str(reconstructor.device),

@@ -115,7 +115,7 @@ def _not_empty(value: str) -> str | None:
 
 # Each output and what its publish_* switch turns on.
 OUTPUTS = {
-    'tf': 'the camera pose on /tf (world_frame -> camera_frame)',
+    'tf': 'the pose on /tf, where tf_mode puts it',
     'depth': '~/depth (32FC1), ~/depth/camera_info and ~/camera_info (the same)',
     'confidence': '~/confidence (32FC1)',
     'points': '~/points (PointCloud2 in the camera frame)',
@@ -326,7 +326,8 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         'camera_frame',
         '',
         'TF frame of the camera, an optical frame (z forward, x right, y down). Empty: the '
-        "image header's frame_id.",
+        "image header's frame_id (vggt_camera_optical_frame, with a warning, where that is "
+        'empty too).',
     ),
     ParameterSpec(
         'world_axes',
