@@ -3,7 +3,16 @@
 
 import numpy as np
 import pytest
-from node_harness import HEIGHT, NS, POSES, WIDTH, diagnostic_values, known_depth, rgb_image
+from node_harness import (
+    HEIGHT,
+    NS,
+    POSES,
+    WIDTH,
+    diagnostic_values,
+    known_depth,
+    rgb_image,
+    stamp_of,
+)
 
 from vggt_ros import images, messages
 from vggt_ros.bench.node_run import stamp_ns
@@ -56,7 +65,7 @@ def test_odometry_scale_needs_an_odometry_of_its_own(harness_factory):
 
 
 def test_wheel_odometry_makes_the_outputs_metric_in_map_mode(harness_factory):
-    from test_node_tf import MOUNT, model_pose, node_tf, robot
+    from test_node_tf import MOUNT, matrix_of, model_pose, node_tf, robot
 
     harness, tree = robot(harness_factory, tf_mode='map', scale_source='odometry')
     for index in range(3):
@@ -71,7 +80,16 @@ def test_wheel_odometry_makes_the_outputs_metric_in_map_mode(harness_factory):
             'wheel odometry',
         )
         harness.send(image, wait_topic=f'{NS}/depth')
-        node_tf(harness, image, 'odom')
+        if index < 2:  # no estimate yet: no correction of metric wheels by unscaled poses
+            corrections = [
+                m
+                for m in harness.messages('/tf')
+                if stamp_of(m) == image.header.stamp and m.transforms[0].child_frame_id == 'odom'
+            ]
+            assert not corrections
+    harness.wait(lambda: harness.logs('waiting for the metric scale'), 'the wait said')
+    # Exact wheels: the correction, once metric, is none.
+    np.testing.assert_allclose(matrix_of(node_tf(harness, image, 'odom')), np.eye(4), atol=1e-6)
     scale = diagnostic_values(harness.wait_for(f'{NS}/scale', rgb_image(2).header.stamp))
     assert scale['metric'] == 'yes' and scale['scale source'] == 'odometry'
     assert float(scale['scale']) == pytest.approx(METRES_PER_UNIT, rel=1e-4)

@@ -278,3 +278,10 @@ def test_the_launch_files_own_imports_need_no_torch():
     run = subprocess.run([sys.executable, '-c', check], capture_output=True, text=True, cwd=ROOT)
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == 'False'
+
+
+def test_map_mode_in_the_models_own_units_is_warned_about():
+    map_mode = {**params.DEFAULTS, 'tf_mode': 'map'}
+    assert 'map -> odom will be wrong' in params.combination_warning(map_mode)
+    for fine in ({'scale_source': 'odometry'}, {'scale': 2.5}, {'tf_mode': 'odom'}):
+        assert params.combination_warning({**map_mode, **fine}) is None

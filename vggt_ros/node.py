@@ -105,6 +105,8 @@ class StreamNode(Node):
             super().destroy_node()
             raise
         values = self._values
+        if warning := params.combination_warning(values):
+            self.get_logger().warning(warning)
         self._stats = StreamStats()
         self._throttle = KindThrottle(LOG_THROTTLE_S)
         self._slot: LatestFrameSlot[_Frame] = LatestFrameSlot()

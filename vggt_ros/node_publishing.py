@@ -108,7 +108,8 @@ class NodePublishing:
     ) -> None:
         """Every per-frame output that is switched on and listened to, from the table."""
         stamp = _stamp(stamp_ns)
-        placement = self._place(stamp, stamp_ns, camera, frame, values)
+        metric = scale is None or scale.metric  # None: a fixed scale, the user's word
+        placement = self._place(stamp, stamp_ns, camera, frame, values, metric)
         world = Header(stamp=stamp, frame_id=placement.world)
         if self._path and self._path[-1].header.frame_id != placement.world:
             self._path.clear()  # the tf_mode changed: the old path is in another frame
@@ -143,13 +144,19 @@ class NodePublishing:
             self._publish_map(Header(stamp=stamp, frame_id=values['world_frame']), values)
 
     def _place(
-        self, stamp: Time, stamp_ns: int, camera: str, frame: FrameOutputs, values: dict[str, Any]
+        self,
+        stamp: Time,
+        stamp_ns: int,
+        camera: str,
+        frame: FrameOutputs,
+        values: dict[str, Any],
+        metric: bool,
     ) -> Placement:
         """Where this frame's pose goes in the TF tree; world_frame hung under it once."""
         options = frame.options
         optical = scaled_pose(frame.result.world_from_camera, 'optical', options.scale)
         placement = self._layout.place(
-            camera, optical, frame.pose, stamp_ns, time.monotonic(), values
+            camera, optical, frame.pose, stamp_ns, time.monotonic(), values, metric
         )
         if placement.note:
             self._report(placement.note_kind, LoggingSeverity.INFO, placement.note)

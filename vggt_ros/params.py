@@ -474,6 +474,18 @@ def validate_combination(values: Mapping[str, Any]) -> str | None:
     return None
 
 
+def combination_warning(values: Mapping[str, Any]) -> str | None:
+    """What a valid but surely unintended combination will do, to say at startup."""
+    if values['tf_mode'] == 'map' and values['scale_source'] == 'fixed' and values['scale'] == 1:
+        return (
+            "tf_mode map corrects the wheels' metres with the model's pose, but its scale is "
+            "the model's own (scale_source fixed, scale 1): map -> odom will be wrong; use "
+            'scale_source odometry (from those wheels) or depth, or set scale to metres per '
+            'model unit'
+        )
+    return None
+
+
 def merging_options(values: Mapping[str, Any]) -> dict[str, Value] | None:
     """The session's merging options from the merging.* parameters; None when merging is off."""
     if not values['merging.enabled']:

@@ -76,13 +76,15 @@ class TfLayout:
         stamp_ns: int,
         now_s: float,
         values: Mapping[str, Any],
+        metric: bool = True,
     ) -> Placement:
         """`pose`: the camera in the model's world (optical axes, published scale);
-        `world_pose`: the same in world_frame's axes (world_axes), for camera mode."""
+        `world_pose`: the same in world_frame's axes (world_axes), for camera mode; `metric`:
+        whether that scale is metres yet (map mode waits for it)."""
         if self._first_frame_s is None:
             self._first_frame_s = now_s
         if self.mode in ('odom', 'map'):
-            return self._robot(camera, pose, world_pose, stamp_ns, now_s, values)
+            return self._robot(camera, pose, world_pose, stamp_ns, now_s, values, metric)
         world = values['world_frame']
         if self.mode != 'camera':
             return Placement((), world, camera, world_pose)
@@ -111,6 +113,7 @@ class TfLayout:
         stamp_ns: int,
         now_s: float,
         values: Mapping[str, Any],
+        metric: bool,
     ) -> Placement:
         base, odom = values['base_frame'], values['odom_frame']
         if not self.transforms.can_transform(base, camera, 0):
@@ -125,6 +128,9 @@ class TfLayout:
         static = (parent, values['world_frame'], self._origin @ np.linalg.inv(world_from_optical))
         if self.mode == 'odom':
             published = (odom, base, odom_from_base)
+        elif not metric:  # a correction of metric wheels by a pose of another scale: none
+            reason = f'waiting for the metric scale (scale_source {values["scale_source"]})'
+            return Placement((), parent, base, odom_from_base, reason, static, 'tf scale')
         elif self.transforms.can_transform(odom, base, stamp_ns):
             wheel = self.transforms.lookup(odom, base, stamp_ns)
             published = (parent, odom, odom_from_base @ np.linalg.inv(wheel))
