@@ -16,7 +16,14 @@ from test_pose_from_matches import walk  # noqa: F401 - the fixture
 
 from vggt_ros.image_tracking import project
 from vggt_ros.pose_from_matches import FirstFrame, PreviousFrame, solve_pnp, solve_pose
-from vggt_ros.tracks import TRACK_BASELINE, TRACK_SPACING, Tracks, follow, straightened_depth
+from vggt_ros.tracks import (
+    MAX_LEAN,
+    TRACK_BASELINE,
+    TRACK_SPACING,
+    Tracks,
+    follow,
+    straightened_depth,
+)
 from vggt_ros.training.data import PATCH_SIZE
 
 K = np.array([[80.0, 0, 56], [0, 80, 42], [0, 0, 1]])
@@ -163,3 +170,17 @@ def test_unsure_or_too_few_tracks_leave_the_depth_as_it_is():
     few = few.kept(np.arange(len(few)) < 15, few.pixels[:15])
     assert straightened_depth(leaning, few, np.eye(4), K) is leaning
     assert straightened_depth(leaning, Tracks.none(), np.eye(4), K) is leaning
+
+
+def test_tracks_bunched_in_one_spot_cannot_bend_the_far_edge_without_bound():
+    """40 sure tracks within 3 px, their depths noisy: any slope fits them, and the plane is
+    extrapolated across the whole image; the lean taken out stays within MAX_LEAN."""
+    rng = np.random.default_rng(0)
+    pixels = np.array([56.0, 42.0]) + rng.uniform(-1.5, 1.5, (40, 2))
+    rays = np.column_stack([(pixels - K[:2, 2]) / np.diag(K)[:2], np.ones(40)])
+    points = rays * 2.0 * np.exp(rng.normal(0, 0.3, 40))[:, None]
+    bunched = Tracks(pixels, points, np.zeros_like(points), np.full(40, 0.01))
+    flat = np.full((84, 112), 2.0, np.float32)
+    straight = straightened_depth(flat, bunched, np.eye(4), K)
+    assert np.isfinite(straight).all()
+    assert np.ptp(np.log(straight)) <= MAX_LEAN * (1 + 84 / 112) + 1e-6

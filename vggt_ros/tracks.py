@@ -30,6 +30,10 @@ TRACK_SPACING = 7  # [px] one track per cell of this size (two per patch side at
 SURE_SIGMA = 0.05
 MIN_SURE = 16
 LEAN_ITERATIONS = 4
+# The most lean a plane may take out, in log depth per image width (a factor e across the image):
+# sure tracks bunched in one spot fit any slope, and a plane extrapolated from them would not be
+# bounded at the far edge.
+MAX_LEAN = 1.0
 
 
 @dataclass(frozen=True)
@@ -147,7 +151,8 @@ def straightened_depth(
         weights = np.minimum(1.0, 1.5 * np.median(residuals) / np.maximum(residuals, 1e-12))
     if not np.isfinite(plane).all():
         return depth
+    slope_across, slope_down = np.clip(plane[1:], -MAX_LEAN, MAX_LEAN)
     across = (np.arange(width) - K[0, 2]) / width
     down = (np.arange(depth.shape[0]) - K[1, 2]) / width
-    lean = plane[1] * across[None, :] + plane[2] * down[:, None]
+    lean = slope_across * across[None, :] + slope_down * down[:, None]
     return depth * np.exp(lean).astype(np.float32)
