@@ -64,6 +64,7 @@ class Tree:
     """Everything on /tf and /tf_static, seen from the peer."""
 
     def __init__(self, harness):
+        self.harness = harness
         self.edges = []
         self._lock = threading.Lock()
         self.static = harness.peer.create_publisher(TFMessage, '/tf_static', STATIC)
@@ -84,6 +85,15 @@ class Tree:
     def publish(self, parent, child, matrix, stamp, static=False):
         transform = messages.matrix_to_transform(matrix, stamp, parent, child)
         (self.static if static else self.dynamic).publish(TFMessage(transforms=[transform]))
+
+    def give(self, parent, child, matrix, stamp):
+        """Publish a moving edge at `stamp` and wait until the node can look it up then."""
+        self.publish(parent, child, matrix, stamp)
+        transforms = self.harness.node._transforms
+        self.harness.wait(
+            lambda: transforms.can_transform(parent, child, stamp_ns(stamp)),
+            f'{parent} -> {child} at {stamp}',
+        )
 
 
 def robot(harness_factory, **parameters):
@@ -152,12 +162,7 @@ def test_odom_mode_follows_a_moving_mount(harness_factory):
             origin = mount  # the camera as the last frame left it: the new world's first
         image = rgb_image(seq)
         mount = origin @ model_pose(session_index)  # the stand-in's motion, all of it the mount's
-        tree.publish('base_link', CAMERA, mount, image.header.stamp)
-        stamp = stamp_ns(image.header.stamp)
-        harness.wait(
-            lambda stamp=stamp: harness.node._transforms.can_transform('base_link', CAMERA, stamp),
-            'the mount at the stamp',
-        )
+        tree.give('base_link', CAMERA, mount, image.header.stamp)
         harness.send(image, wait_topic=f'{NS}/depth')
         base = matrix_of(node_tf(harness, image, 'base_link'))
         np.testing.assert_allclose(base, np.eye(4), atol=1e-6)
@@ -171,12 +176,7 @@ def test_a_mount_that_arrives_late_sets_the_odom_origin_then(harness_factory):
     harness.send(rgb_image(0), wait_topic=f'{NS}/depth')  # no mount yet: waiting
     for seq in (1, 2):
         image = rgb_image(seq)
-        tree.publish('base_link', CAMERA, MOUNT @ model_pose(seq), image.header.stamp)
-        stamp = stamp_ns(image.header.stamp)
-        harness.wait(
-            lambda stamp=stamp: harness.node._transforms.can_transform('base_link', CAMERA, stamp),
-            'the mount at the stamp',
-        )
+        tree.give('base_link', CAMERA, MOUNT @ model_pose(seq), image.header.stamp)
         harness.send(image, wait_topic=f'{NS}/depth')
         base = matrix_of(node_tf(harness, image, 'base_link'))
         np.testing.assert_allclose(base, np.eye(4), atol=1e-6)
@@ -209,13 +209,7 @@ def test_map_mode_corrects_wheel_odometry(harness_factory):
         truth = MOUNT @ model_pose(index) @ np.linalg.inv(MOUNT)  # base in the map
         drift = rigid(rot_x(rng.normal(0, 0.05)), rng.normal(0, 0.1, 3))  # noisy wheels
         wheel = drift @ truth
-        tree.publish('odom', 'base_link', wheel, image.header.stamp)  # at the image stamp
-        harness.wait(
-            lambda stamp=image.header.stamp: harness.node._transforms.can_transform(
-                'odom', 'base_link', stamp_ns(stamp)
-            ),
-            'wheel odometry',
-        )
+        tree.give('odom', 'base_link', wheel, image.header.stamp)  # at the image stamp
         harness.send(image, wait_topic=f'{NS}/depth')
         map_from_odom = matrix_of(node_tf(harness, image, 'odom'))
         np.testing.assert_allclose(map_from_odom @ wheel, truth, atol=1e-6)
@@ -229,11 +223,7 @@ def test_map_mode_goes_on_when_a_bag_loops(harness_factory):
 
     def send(seq, stamp):
         image = rgb_image(seq, stamp=stamp)
-        tree.publish('odom', 'base_link', np.eye(4), stamp)
-        harness.wait(
-            lambda: harness.node._transforms.can_transform('odom', 'base_link', stamp_ns(stamp)),
-            'wheel odometry',
-        )
+        tree.give('odom', 'base_link', np.eye(4), stamp)
         harness.send(image, wait_topic=f'{NS}/depth')
         return image
 
