@@ -205,3 +205,12 @@ def test_a_warm_start_is_a_fresh_session_in_the_same_buffers(tiny_model):
         expected = fresh.step_image(image)
         np.testing.assert_array_equal(result.world_from_camera, expected.world_from_camera)
         np.testing.assert_array_equal(result.depth, expected.depth)
+
+
+def test_an_anchor_without_depth_is_not_aged_by_distance():
+    """No valid depth in the anchor: distance has no measure (and would re-anchor every frame)."""
+    anchoring = Anchoring(overlap=2)
+    for index in range(4):
+        anchoring.record(None, frame_at([0.3 * index, 0, 0], depth=0.0 if index == 0 else 2.0))
+    assert not anchoring.due({'anchor.max_frames': 0, 'anchor.max_distance': 0.5})
+    assert anchoring.due({'anchor.max_frames': 3, 'anchor.max_distance': 0.5})

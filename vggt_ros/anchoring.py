@@ -161,7 +161,10 @@ class Anchoring:
         if max_frames and self.frames_since_anchor >= max_frames:
             return True
         moved = np.linalg.norm(self.recent[-1].pose[:3, 3] - self._anchor_centre)
-        return bool(max_distance) and moved > max_distance * self._anchor_depth
+        # An anchor without depth gives distance no measure: re-anchoring on every frame would
+        # cost anchor.overlap extra model steps each.
+        depth = self._anchor_depth
+        return bool(max_distance) and depth > 0 and moved > max_distance * depth
 
     def reanchored(self) -> None:
         """The oldest recent frame is the new session's anchor."""
