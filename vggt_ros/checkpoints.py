@@ -243,13 +243,21 @@ def weights_description(checkpoint: str | os.PathLike | None, preset: str) -> st
     return f'preset {preset}, the weights shipped with vggt_ros: {describe(shipped)}'.rstrip(': ')
 
 
+def missing_checkpoint(checkpoint: str | os.PathLike | None, preset: str) -> str | None:
+    """Why `preset` cannot run without `checkpoint` (no weights shipped, none random), if so:
+    to say before anything else is said about the weights."""
+    if checkpoint or shipped_weights(preset) is not None or preset in _RANDOM_INIT_PRESETS:
+        return None
+    return (
+        f'preset {preset!r} needs a checkpoint: pass a local .pth/.safetensors file or a '
+        f'Hugging Face id ({", ".join(HF_DEFAULT_FILES)}), or use preset small (shipped '
+        f'weights). {_placement_help("lch01/StreamVGGT", "checkpoints.pth")}'
+    )
+
+
 def _random_model(preset: str) -> StreamVGGT:
-    if preset not in _RANDOM_INIT_PRESETS:
-        raise CheckpointError(
-            f'preset {preset!r} needs a checkpoint: pass a local .pth/.safetensors file or a '
-            f'Hugging Face id ({", ".join(HF_DEFAULT_FILES)}). '
-            f'{_placement_help("lch01/StreamVGGT", "checkpoints.pth")}'
-        )
+    if reason := missing_checkpoint(None, preset):
+        raise CheckpointError(reason)
     log.warning(
         'preset %r without a checkpoint: using RANDOM weights, outputs are meaningless', preset
     )

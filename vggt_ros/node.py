@@ -35,7 +35,7 @@ from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_srvs.srv import Trigger
 
 from vggt_ros import images, params
-from vggt_ros.checkpoints import weights_description
+from vggt_ros.checkpoints import missing_checkpoint, weights_description
 from vggt_ros.continuity import RESET_REQUESTED, TIME_JUMPED_BACK
 from vggt_ros.latest_frame import LatestFrameSlot
 from vggt_ros.metric_scale import ScaleEstimate
@@ -143,6 +143,8 @@ class StreamNode(Node):
         return self._node_parameters.values
 
     def _load_reconstructor(self, values: dict[str, Any]) -> Reconstructor:
+        if reason := missing_checkpoint(values['checkpoint'], values['preset']):
+            raise StartupError(f'cannot load the model: {reason}')
         weights = weights_description(values['checkpoint'], values['preset'])
         self.get_logger().info(
             f'loading {weights or "preset " + values["preset"] + " with RANDOM weights"} '

@@ -19,7 +19,7 @@ from rosbags.highlevel import AnyReader
 
 from vggt_ros import config_files, params
 from vggt_ros.calibration import distortion_note
-from vggt_ros.checkpoints import weights_description
+from vggt_ros.checkpoints import missing_checkpoint, weights_description
 from vggt_ros.evaluation import baselines, ground_truth, metrics
 from vggt_ros.evaluation.bag_io import BagError, first_message, open_bag
 from vggt_ros.evaluation.replay import Replay, replay
@@ -253,6 +253,10 @@ def main(argv: list[str] | None = None, reconstructor: Reconstructor | None = No
     args = parse_args(argv)
     try:
         values = parameter_values(args)
+        if reconstructor is None and (
+            reason := missing_checkpoint(values['checkpoint'], values['preset'])
+        ):
+            raise ValueError(reason)
         model = (
             weights_description(values['checkpoint'], values['preset'])
             if reconstructor is None
