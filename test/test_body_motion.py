@@ -51,6 +51,7 @@ def test_driving_straight_the_heading_error_swings_the_side_not_the_distance():
     assert covariance[0, 0] == pytest.approx(100 * step)
     assert covariance[5, 5] == pytest.approx(100 * turn)
     assert covariance[1, 1] > covariance[0, 0] + 100 * turn  # the lever arm of the heading
+    assert covariance[1, 5] > 0  # turned left (+yaw), a body driving along +x ends up at +y
     np.testing.assert_allclose(motion.twist_covariance, np.diag([step] * 3 + [turn] * 3) * 100)
     assert motion.twist[0] == pytest.approx([1.0, 0.0, 0.0])
 

@@ -204,7 +204,7 @@ def test_failures_are_invisible_in_any_stream(model, images, ops, camera_cache):
     assert_same_outputs(session.step(images[-1]), twin.step(images[-1]))
 
 
-def test_a_non_finite_camera_is_undone(model, images):
+def test_a_camera_that_is_not_one_is_undone(model, images):
     """An fp16 overflow, say: the frame's keys and values would spoil every later frame, so the
     step raises and the session is as before it, the next frames as if it never came."""
     session, twin = twins(model, 3, 'official')
@@ -216,12 +216,16 @@ def test_a_non_finite_camera_is_undone(model, images):
     def overflow(module, args, output):
         return [torch.full_like(encoding, float('inf')) for encoding in output]
 
-    handle = model.camera_head.register_forward_hook(overflow)
-    try:
-        with pytest.raises(FloatingPointError, match='non-finite camera'):
-            session.step(images[4])
-    finally:
-        handle.remove()
+    def no_rotation(module, args, output):  # a zero quaternion: no camera either
+        return [torch.cat([e[..., :3], 0 * e[..., 3:7], e[..., 7:]], -1) for e in output]
+
+    for hook in (overflow, no_rotation):
+        handle = model.camera_head.register_forward_hook(hook)
+        try:
+            with pytest.raises(FloatingPointError, match='no usable camera'):
+                session.step(images[4])
+        finally:
+            handle.remove()
     assert_same_state(state(session), before)
     for image in images[5:7]:
         assert_same_outputs(session.step(image), twin.step(image))

@@ -59,9 +59,10 @@ def test_without_depth_the_outputs_say_they_are_not_metric(harness_factory):
     np.testing.assert_allclose(depth, 0.5 * known_depth(HEIGHT, WIDTH), rtol=1e-6)
 
 
-def test_odometry_scale_needs_an_odometry_of_its_own(harness_factory):
-    with pytest.raises(Exception, match='tf_mode odom publishes it'):
-        harness_factory(scale_source='odometry', tf_mode='odom')
+@pytest.mark.parametrize('tf_mode', ['odom', 'camera'])
+def test_odometry_scale_needs_an_odometry_of_its_own(harness_factory, tf_mode):
+    with pytest.raises(Exception, match=f'tf_mode {tf_mode} would publish an edge of that chain'):
+        harness_factory(scale_source='odometry', tf_mode=tf_mode)
 
 
 def test_wheel_odometry_makes_the_outputs_metric_in_map_mode(harness_factory):

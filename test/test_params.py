@@ -130,6 +130,7 @@ def test_the_launch_file_connects_the_cameras_topics():
     named = config_files.input_remappings('image_raw', '/rs/depth', '/rs/color/camera_info')
     assert named[-2:] == [('camera_info', '/rs/color/camera_info'), ('depth', '/rs/depth')]
     assert ('camera_info', 'camera_info') in config_files.input_remappings('image_raw')
+    assert config_files.camera_info_sibling('/cam/image_raw/compressed') == '/cam/camera_info'
     calls = [
         node for node in ast.walk(ast.parse(LAUNCH_FILE.read_text())) if isinstance(node, ast.Call)
     ]

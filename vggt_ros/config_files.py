@@ -28,8 +28,10 @@ def config_file(name: str) -> Path:
 
 
 def camera_info_sibling(image: str) -> str:
-    """Where camera drivers publish an image topic's CameraInfo: `camera_info` beside it."""
-    return posixpath.join(posixpath.dirname(image), 'camera_info')
+    """Where camera drivers publish an image topic's CameraInfo: `camera_info` beside it (beside
+    the raw image, for its image_transport `/compressed` topic)."""
+    raw = image.removesuffix('/compressed')
+    return posixpath.join(posixpath.dirname(raw), 'camera_info')
 
 
 def input_remappings(image: str, depth: str = '', camera_info: str = '') -> list[tuple[str, str]]:

@@ -36,7 +36,7 @@ from std_srvs.srv import Trigger
 
 from vggt_ros import images, params
 from vggt_ros.checkpoints import missing_checkpoint, weights_description
-from vggt_ros.continuity import RESET_REQUESTED, TIME_JUMPED_BACK
+from vggt_ros.continuity import RESET_REQUESTED
 from vggt_ros.latest_frame import LatestFrameSlot
 from vggt_ros.metric_scale import ScaleEstimate
 from vggt_ros.node_parameters import NodeParameters, StartupError
@@ -113,6 +113,7 @@ class StreamNode(Node):
         self._pipeline = StreamPipeline(reconstructor, values)
         self._transforms, self._tf_listener = make_tf(self)
         self._images_seen = 0  # by the callback, for frame_stride
+        self._last_image_ns = 0  # the newest image stamp seen, for backward jumps
         self._publishing = NodePublishing(
             self, self._pipeline, self._stats, self._transforms, values, self._report
         )
@@ -174,12 +175,21 @@ class StreamNode(Node):
         """Store the image for the worker; never waits for inference."""
         self._stats.count('received')
         self._images_seen += 1
+        self._forget_old_transforms(_nanoseconds(msg.header.stamp))
         if (self._images_seen - 1) % self._values['frame_stride']:
             self._stats.skip('frame stride')
             return
         frame = _Frame(msg, time.monotonic(), self.get_clock().now().nanoseconds)
         if self._slot.put(frame):
             self._stats.count('dropped')
+
+    def _forget_old_transforms(self, stamp_ns: int) -> None:
+        """On a backward jump of the stamps (a looping bag), before the frame is processed:
+        clear the TF buffer, which would refuse the new loop's transforms as older than its
+        history (tf2's TF_OLD_DATA) until time caught up. Static transforms stay."""
+        last, self._last_image_ns = self._last_image_ns, stamp_ns or self._last_image_ns
+        if stamp_ns and last and last - stamp_ns > self._values['time_jump_tolerance'] * 1e9:
+            self._transforms.clear()
 
     def _on_depth(self, msg: Image) -> None:
         """Keep a metric depth image for the camera image of its stamp."""
@@ -257,10 +267,6 @@ class StreamNode(Node):
             self._log(LoggingSeverity.WARN, outcome.warning)
         if outcome.reset:
             self._log_reset(outcome.reset)
-            if outcome.reset.startswith(TIME_JUMPED_BACK):
-                # A looping bag: tf2 would refuse the new loop's transforms as older than its
-                # history (TF_OLD_DATA) until time caught up. The pairings mend themselves.
-                self._transforms.clear()
         if outcome.history_cleared:
             self._publishing.clear_history(world_restarted=outcome.reset == RESET_REQUESTED)
         if outcome.status == 'skipped':

@@ -352,7 +352,7 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         'Where metres come from: fixed (the scale parameter), depth (a metric depth image of the '
         'camera on the depth input, 32FC1 metres or 16UC1 millimetres, paired by stamp) or '
         'odometry (odom_frame -> base_frame from another odometry, e.g. wheels, with tf_mode '
-        'map, camera or none). Estimated per session; outputs are flagged not metric until then.',
+        'map or none). Estimated per session; outputs are flagged not metric until then.',
         choices=SCALE_SOURCES,
     ),
     # Outputs.
@@ -455,10 +455,11 @@ def validate_combination(values: Mapping[str, Any]) -> str | None:
             f'anchor.max_frames ({max_frames}) must be 0 or more than anchor.overlap ({overlap}): '
             f'a new anchor is already that many frames old'
         )
-    if values['scale_source'] == 'odometry' and values['tf_mode'] == 'odom':
+    if values['scale_source'] == 'odometry' and values['tf_mode'] in ('odom', 'camera'):
         return (
-            'scale_source odometry reads odom_frame -> base_frame from another odometry, but '
-            'tf_mode odom publishes it: use tf_mode map (wheel odometry owns odom), camera or none'
+            'scale_source odometry reads odom_frame -> base_frame -> camera from another '
+            f'odometry, but tf_mode {values["tf_mode"]} would publish an edge of that chain '
+            '(a second parent): use tf_mode map (wheel odometry owns odom) or none'
         )
     preset = values['preset']
     if values['pose_source'] == 'matches' and not PRESETS[preset].flow_head:

@@ -147,10 +147,6 @@ class TransformBuffer:
             raise ValueError(f'{parent!r} as parent of {child!r} would make a loop: {path}')
 
     def _insert(self, edge: _Edge, stamp_ns: int, matrix: np.ndarray) -> None:
-        if edge.stamps and stamp_ns < edge.stamps[-1] - self._cache_ns:
-            # Older than all that is kept: time went back (a looping bag), the history is stale.
-            edge.stamps.clear()
-            edge.matrices.clear()
         index = bisect_left(edge.stamps, stamp_ns)
         if index < len(edge.stamps) and edge.stamps[index] == stamp_ns:
             edge.matrices[index] = matrix

@@ -3,20 +3,21 @@
 tf_mode:
 - odom: the robot's mount base_frame -> camera is looked up at the image stamp, and odom_frame ->
   base_frame is published so that odom -> base -> camera is the model's camera pose, the odom
-  origin being the base pose at the world's first frame with a mount. A moving mount (pan-tilt,
-  arm) is followed: the camera's motion on it is not taken for the base's. The mount's rotation
-  gives REP-103 axes.
+  origin being the base pose at the world's first frame. A moving mount (pan-tilt, arm) is
+  followed: the camera's motion on it is not taken for the base's (a mount whose TF starts after
+  the first frame, and whose history does not reach back to it, is taken as at the first frame
+  with one). The mount's rotation gives REP-103 axes.
 - map: wheel odometry owns odom -> base; map_frame -> odom_frame is published from the model's
-  base pose and the odom -> base transform at the image stamp.
+  base pose and the odom -> base transform at the image stamp, once the pose has been metric.
 - camera: world_frame -> camera (hand-held cameras, bags without a robot).
 - none: no TF.
 In odom mode, while no base -> camera chain exists, frames wait (no TF) for `tf_timeout` seconds;
 then camera mode takes over, but only if the camera frame has no parent: a frame never gets a
 second parent, so neither does base_frame (odom) or odom_frame (map) where the tree already gives
 it one (wheel odometry, a URDF rooted elsewhere, another localisation). Map mode waits for its
-mount as long as it takes. The decision is said once. In odom and map mode world_frame, where
-~/map lives, hangs under odom_frame or map_frame by a static transform (from the odom origin), so
-the map is connected too.
+mount as long as it takes, and so does odom mode once it has found one. The decision is said
+once. In odom and map mode world_frame, where ~/map lives, hangs under odom_frame or map_frame by
+a static transform (the first camera's mount), so the map is connected too.
 """
 
 from __future__ import annotations
@@ -59,14 +60,19 @@ class TfLayout:
         self.mode = values['tf_mode']
         self._first_frame_s: float | None = None
         self._told = False
-        # The odom origin (the base at the world's first frame with a mount) from the world's
-        # first camera; and whether this node publishes the robot's edge yet.
-        self._origin: np.ndarray | None = None
+        # The world's first frame: its stamp, and its mount (base_from_camera) once known; the
+        # odom origin is the base then, whatever the scale. Whether this node publishes the
+        # robot's edge yet, and whether the pose has been metric (map mode waits for it).
+        self._origin_ns: int | None = None
+        self._origin_mount: np.ndarray | None = None
         self._publishing = False
+        self._metric = False
 
     def restart(self) -> None:
         """The world restarts at the next frame's camera (the user's ~/reset)."""
-        self._origin = None
+        self._origin_ns = None
+        self._origin_mount = None
+        self._metric = False
 
     def place(
         self,
@@ -83,8 +89,11 @@ class TfLayout:
         whether that scale is metres yet (map mode waits for it)."""
         if self._first_frame_s is None:
             self._first_frame_s = now_s
+        if self._origin_ns is None:
+            self._origin_ns = stamp_ns
+        self._metric = self._metric or metric  # an estimate that lapses keeps the world metric
         if self.mode in ('odom', 'map'):
-            return self._robot(camera, pose, world_pose, stamp_ns, now_s, values, metric)
+            return self._robot(camera, pose, world_pose, stamp_ns, now_s, values)
         world = values['world_frame']
         if self.mode != 'camera':
             return Placement((), world, camera, world_pose)
@@ -113,22 +122,28 @@ class TfLayout:
         stamp_ns: int,
         now_s: float,
         values: Mapping[str, Any],
-        metric: bool,
     ) -> Placement:
         base, odom = values['base_frame'], values['odom_frame']
         if not self.transforms.can_transform(base, camera, 0):
             return self._no_mount(camera, pose, world_pose, now_s, values)
         mount = self._mount(base, camera, stamp_ns)
-        if self._origin is None:  # camera_first_from_camera is pose: the mount then, undone
-            self._origin = mount @ np.linalg.inv(pose)
-        odom_from_base = self._origin @ pose @ np.linalg.inv(mount)
-        # world_frame is the first camera in world_axes: the origin's, then the axes.
+        if self._origin_mount is None:
+            # The mount at the world's first stamp where the tree has it (a late arm's history
+            # does); else this frame's, the first with a mount: exact for a fixed mount.
+            first = self.transforms.can_transform(base, camera, self._origin_ns)
+            self._origin_mount = self._mount(base, camera, self._origin_ns) if first else mount
+        odom_from_base = self._origin_mount @ pose @ np.linalg.inv(mount)
+        # world_frame is the first camera in world_axes: its mount-from-optical, then the axes.
         world_from_optical = world_pose @ np.linalg.inv(pose)
         parent = odom if self.mode == 'odom' else values['map_frame']
-        static = (parent, values['world_frame'], self._origin @ np.linalg.inv(world_from_optical))
+        static = (
+            parent,
+            values['world_frame'],
+            self._origin_mount @ np.linalg.inv(world_from_optical),
+        )
         if self.mode == 'odom':
             published = (odom, base, odom_from_base)
-        elif not metric:  # a correction of metric wheels by a pose of another scale: none
+        elif not self._metric:  # a correction of metric wheels by a pose of another scale: none
             reason = f'waiting for the metric scale (scale_source {values["scale_source"]})'
             return Placement((), parent, base, odom_from_base, reason, static, 'tf scale')
         elif self.transforms.can_transform(odom, base, stamp_ns):
@@ -186,8 +201,10 @@ class TfLayout:
             waiting = f'waiting for {base} -> {camera}'
             return Placement((), world, camera, world_pose, waiting, None, 'tf waiting')
         parent = self.transforms.parent(camera)
-        if self.mode == 'map':  # wheel odometry is there: the robot's tree is what was asked for
-            waiting = f'waiting for {base} -> {camera} (tf_mode map does not fall back)'
+        if self.mode == 'map' or self._origin_mount is not None:
+            # Wheel odometry is there, or the mount was (a looping bag's TF not back yet): the
+            # robot's tree is what was asked for, so no fall back.
+            waiting = f'waiting for {base} -> {camera}'
             return Placement((), world, camera, world_pose, waiting, None, 'tf waiting')
         if parent is None:
             self.mode = 'camera'

@@ -323,10 +323,11 @@ class StreamSession:
             )
         try:
             out = self._run(image, size)
-            if not torch.isfinite(out['pose_enc']).all():  # fp16 overflow, say
+            pose = out['pose_enc'][0]
+            if not torch.isfinite(pose).all() or not pose[3:7].abs().sum():  # fp16 overflow
                 raise FloatingPointError(
-                    f'the model gave a non-finite camera ({out["pose_enc"][0].tolist()}); its '
-                    'keys and values would spoil every later frame, so the frame is undone'
+                    f'the model gave no usable camera ({pose.tolist()}); its keys and values '
+                    'would spoil every later frame, so the frame is undone'
                 )
         except BaseException:
             for cache in self._caches:
