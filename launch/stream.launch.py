@@ -18,7 +18,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
-from vggt_ros import config_files, params
+from vggt_ros import config_files, param_options, params
 
 PACKAGE = 'vggt_ros'
 INPUTS = ('image', 'depth', 'camera_info')  # launch arguments naming the node's input topics
@@ -46,7 +46,7 @@ def _fixed_frame(context):
         **config_files.read_params_file(LaunchConfiguration('params_file').perform(context)),
     }
     values['tf_mode'] = LaunchConfiguration('tf_mode').perform(context) or values['tf_mode']
-    return params.fixed_frame(values)
+    return param_options.fixed_frame(values)
 
 
 def _nodes(context):

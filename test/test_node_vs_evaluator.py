@@ -10,7 +10,7 @@ from builtin_interfaces.msg import Time
 from node_harness import NS, stamp_of, transform_matrix
 from std_msgs.msg import Header
 
-from vggt_ros import images, messages, params
+from vggt_ros import images, messages, param_options, params
 from vggt_ros.checkpoints import load_model
 from vggt_ros.evaluation import cli
 from vggt_ros.evaluation.bag_io import open_bag, read_messages, topic_connections
@@ -61,7 +61,7 @@ def params_file(tmp_path):
 
 def evaluator_outputs(bag, values, model):
     """(stamp -> pose, stamp -> depth, how many re-anchorings) as the evaluator records them."""
-    reconstructor = Reconstructor(model, **params.reconstructor_options(values))
+    reconstructor = Reconstructor(model, **param_options.reconstructor_options(values))
     poses, depths, reanchored = {}, {}, []
 
     def record(outcome):
@@ -105,7 +105,7 @@ def node_matches_evaluator(bag, values, model, harness_factory):
     expected = evaluator_outputs(bag, values, model)
     expected_poses, expected_depths, _ = expected
     node_parameters = {name: values[name] for name in params.SPECS if name != 'checkpoint'}
-    reconstructor = Reconstructor(model, **params.reconstructor_options(values))
+    reconstructor = Reconstructor(model, **param_options.reconstructor_options(values))
     harness = harness_factory(reconstructor=reconstructor, **node_parameters)
     published = 0
     for image in bag_images(bag):

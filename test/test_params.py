@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vggt_ros import config_files, outputs, params
+from vggt_ros import config_files, outputs, param_options, params
 from vggt_ros.model import PRESETS
 from vggt_ros.model.streamvggt import PRECISIONS
 from vggt_ros.tf_layout import TF_MODES
@@ -139,7 +139,7 @@ def test_the_launch_file_connects_the_cameras_topics():
 
 def test_rviz_layout_shows_the_outputs_in_the_world_frame_in_force():
     layout = yaml.safe_load(RVIZ_FILE.read_text())['Visualization Manager']
-    assert layout['Global Options']['Fixed Frame'] == params.fixed_frame(params.DEFAULTS)
+    assert layout['Global Options']['Fixed Frame'] == param_options.fixed_frame(params.DEFAULTS)
     assert "'--fixed-frame'" in LAUNCH_FILE.read_text()  # the launch file follows tf_mode
     displays = {d['Class'].split('/')[-1]: d for d in layout['Displays']}
     assert {'TF', 'PointCloud2', 'Path', 'Image'} <= set(displays)
@@ -212,7 +212,7 @@ def test_integers_are_accepted_for_floats_and_become_floats():
 
 def test_the_fixed_frame_is_the_root_of_the_tf_mode():
     frames = {'odom_frame': 'o', 'map_frame': 'm', 'world_frame': 'w'}
-    roots = {mode: params.fixed_frame({**frames, 'tf_mode': mode}) for mode in TF_MODES}
+    roots = {mode: param_options.fixed_frame({**frames, 'tf_mode': mode}) for mode in TF_MODES}
     assert roots == {'odom': 'o', 'map': 'm', 'camera': 'w', 'none': 'w'}
 
 
@@ -233,8 +233,8 @@ def test_poses_from_matches_need_a_model_with_a_flow_head():
     # the released 1B model has none
     assert 'needs a model with a flow head' in params.validate_combination(matches)
     assert params.validate_combination({**matches, 'preset': 'small'}) is None
-    assert 'flow' in params.session_options({**matches, 'preset': 'small'}).heads
-    assert 'flow' not in params.session_options(params.DEFAULTS).heads
+    assert 'flow' in param_options.session_options({**matches, 'preset': 'small'}).heads
+    assert 'flow' not in param_options.session_options(params.DEFAULTS).heads
 
 
 def test_only_the_documented_parameters_change_at_runtime():
@@ -256,8 +256,8 @@ def test_only_the_documented_parameters_change_at_runtime():
 
 
 def test_merging_options_follow_the_switch():
-    assert params.merging_options(params.DEFAULTS) is None
-    options = params.merging_options({**params.DEFAULTS, 'merging.enabled': True})
+    assert param_options.merging_options(params.DEFAULTS) is None
+    options = param_options.merging_options({**params.DEFAULTS, 'merging.enabled': True})
     assert options == {
         'merge_start': 0,
         'cell_size': 2,

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from safetensors.torch import load_file
 from scipy.spatial.transform import Rotation
 
-from vggt_ros import config_files, params
+from vggt_ros import config_files, param_options, params
 from vggt_ros.checkpoints import load_model, weights_description
 from vggt_ros.reconstructor import Reconstructor, to_rgb8
 from vggt_ros.synthetic import HELD_OUT_SEEDS
@@ -95,7 +95,7 @@ def deployed():
     model = load_model(None, 'small')
 
     def reconstructor(**changes) -> Reconstructor:
-        return Reconstructor(model, **params.reconstructor_options({**values, **changes}))
+        return Reconstructor(model, **param_options.reconstructor_options({**values, **changes}))
 
     return reconstructor
 

@@ -21,10 +21,7 @@ from vggt_ros.metric_scale import SCALE_SOURCES
 from vggt_ros.model.config import PRESETS, MergingConfig
 from vggt_ros.stream_types import (
     CAMERA_CACHES,
-    FLOW_HEAD,
     PRECISIONS,
-    RECONSTRUCTOR_HEADS,
-    SessionOptions,
 )
 from vggt_ros.tf_layout import TF_MODES
 
@@ -485,45 +482,3 @@ def combination_warning(values: Mapping[str, Any]) -> str | None:
             'model unit'
         )
     return None
-
-
-def merging_options(values: Mapping[str, Any]) -> dict[str, Value] | None:
-    """The session's merging options from the merging.* parameters; None when merging is off."""
-    if not values['merging.enabled']:
-        return None
-    prefix = 'merging.'
-    return {
-        name[len(prefix) :]: value
-        for name, value in values.items()
-        if name.startswith(prefix) and name != 'merging.enabled'
-    }
-
-
-def session_options(values: Mapping[str, Any]) -> SessionOptions:
-    """The model session the parameters describe (node and evaluator alike)."""
-    return SessionOptions(
-        window=values['window_size'] or None,
-        camera_cache=values['camera_cache'],
-        merging=merging_options(values),
-        precision=values['precision'],
-        heads=(*RECONSTRUCTOR_HEADS, FLOW_HEAD)
-        if values['pose_source'] == 'matches'
-        else RECONSTRUCTOR_HEADS,
-    )
-
-
-def reconstructor_options(values: Mapping[str, Any]) -> dict[str, Any]:
-    """The Reconstructor's keyword arguments the parameters describe (node and evaluator alike):
-    the model's image width, the tracking scale and the session."""
-    return {
-        'image_width': values['image_width'],
-        'tracking_scale': values['tracking_scale'],
-        'options': session_options(values),
-    }
-
-
-def fixed_frame(values: Mapping[str, Any]) -> str:
-    """The frame rviz should hold fixed: the root the node's outputs hang from in this tf_mode."""
-    return {'odom': values['odom_frame'], 'map': values['map_frame']}.get(
-        values['tf_mode'], values['world_frame']
-    )

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from vggt_ros import params
+from vggt_ros import param_options
 from vggt_ros.anchoring import Anchoring, Similarity, fit_similarity
 from vggt_ros.continuity import RESET_REQUESTED, StreamContinuity
 from vggt_ros.frame_size import FrameSizeError, model_size
@@ -80,7 +80,7 @@ class StreamPipeline:
         self.continuity = StreamContinuity()
         self.map = VoxelMap(values['map.voxel_size'], values['map.max_points'])
         self._scale = values['scale']  # the units of the path and the map so far
-        self._merging = params.merging_options(values)
+        self._merging = param_options.merging_options(values)
         reconstructor.set_merging(self._merging)
         self.anchoring = Anchoring(values['anchor.overlap'])
         self._source = values['scale_source']
@@ -248,7 +248,7 @@ class StreamPipeline:
 
     def _sync_merging(self, values: Mapping[str, Any]) -> None:
         """Hand a changed merging.* setting to the model, between frames (no reset needed)."""
-        wanted = params.merging_options(values)
+        wanted = param_options.merging_options(values)
         if wanted != self._merging:
             self.reconstructor.set_merging(wanted)
             self._merging = wanted
@@ -267,7 +267,7 @@ def reconstructor_from_parameters(values: Mapping[str, Any]) -> Reconstructor:
         values['checkpoint'] or None,
         values['preset'],
         device,
-        **params.reconstructor_options(values),
+        **param_options.reconstructor_options(values),
     )
 
 

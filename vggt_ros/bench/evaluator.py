@@ -12,7 +12,7 @@ from typing import Any
 from vggt_ros.bench.harness import fitted_slope, rss_bytes, timed
 from vggt_ros.evaluation import cli
 from vggt_ros.model import StreamVGGT
-from vggt_ros.params import reconstructor_options
+from vggt_ros.param_options import reconstructor_options
 from vggt_ros.pipeline import Outcome
 from vggt_ros.reconstructor import Reconstructor
 from vggt_ros.synthetic import TOPICS, make_sequence, write_bag

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from vggt_ros import params
+from vggt_ros import param_options, params
 from vggt_ros.bench.harness import in_turn, timed
 from vggt_ros.evaluation.ground_truth import make_trajectory
 from vggt_ros.evaluation.metrics import trajectory_metrics
@@ -56,7 +56,7 @@ def reanchoring_cost(
     }
     values = {'fixed anchor': base, 're-anchoring': {**base, 'anchor.max_frames': every}}
     pipelines = {
-        name: StreamPipeline(Reconstructor(model, **params.reconstructor_options(v)), v)
+        name: StreamPipeline(Reconstructor(model, **param_options.reconstructor_options(v)), v)
         for name, v in values.items()
     }
     seconds: dict[str, list[float]] = {name: [] for name in pipelines}

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from rosbags.highlevel import AnyReader
 
-from vggt_ros import params
+from vggt_ros import param_options
 from vggt_ros.evaluation.bag_io import read_messages, stamp_ns, topic_connections
 from vggt_ros.evaluation.metrics import DepthAccumulator
 from vggt_ros.evaluation.replay import DEPTH_TYPES
@@ -77,4 +77,4 @@ def random_weights_reconstructor(values: Mapping[str, Any]) -> Reconstructor:
     """The parameters' preset and session on untrained weights (seeded, so runs agree)."""
     torch.manual_seed(RANDOM_SEED)
     model = StreamVGGT(values['preset']).eval().requires_grad_(False)
-    return Reconstructor(model, **params.reconstructor_options(values))
+    return Reconstructor(model, **param_options.reconstructor_options(values))
