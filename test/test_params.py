@@ -286,3 +286,15 @@ def test_map_mode_in_the_models_own_units_is_warned_about():
     assert 'map -> odom will be wrong' in params.combination_warning(map_mode)
     for fine in ({'scale_source': 'odometry'}, {'scale': 2.5}, {'tf_mode': 'odom'}):
         assert params.combination_warning({**map_mode, **fine}) is None
+
+
+def test_config_files_are_found_where_pip_installs_them(tmp_path, monkeypatch):
+    """A non-editable pip install has no config/ beside the code and no AMENT_PREFIX_PATH: its
+    data files are under the environment's prefix, share/vggt_ros/config."""
+    installed = tmp_path / 'share' / 'vggt_ros' / 'config'
+    installed.mkdir(parents=True)
+    (installed / 'only_installed.yaml').write_text('{}\n')
+    monkeypatch.setattr(sys, 'prefix', str(tmp_path))
+    monkeypatch.delenv('AMENT_PREFIX_PATH', raising=False)
+    assert config_files.config_file('only_installed.yaml') == installed / 'only_installed.yaml'
+    assert config_files.config_file('small.yaml').parent.parent == ROOT  # the checkout first

@@ -88,9 +88,13 @@ if ros_is_sourced; then
   log "ROS 2 $ROS_DISTRO is sourced: venv with --system-site-packages"
   [ -x "$venv/bin/python" ] || "$python" -m venv --system-site-packages "$venv"
   install_torch_unless_present
-  # numpy stays the distribution's: its message extensions are built against it.
+  # numpy stays the distribution's: its message extensions are built against it. Asking for
+  # exactly that version makes pip pick the others to match (OpenCV >= 4.12 needs numpy 2),
+  # where a bare install would put a numpy 2 into the venv in front of it.
+  distro_numpy="$("$venv/bin/python" -c 'import numpy; print(numpy.__version__)')"
   grep -vE '^\s*(#|$|numpy\b)' "$root/requirements/python.txt" \
-    | xargs "$venv/bin/python" -m pip install --quiet --disable-pip-version-check
+    | xargs "$venv/bin/python" -m pip install --quiet --disable-pip-version-check \
+      "numpy==$distro_numpy"
   # Fast DDS 2 (Humble, Jazzy) reads only the old name; Fast DDS 3 warns that it is deprecated.
   case "$ROS_DISTRO" in
     humble | jazzy) profile_variable=FASTRTPS_DEFAULT_PROFILES_FILE ;;

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -17,11 +18,15 @@ from vggt_ros.params import NODE_NAME
 
 
 def config_file(name: str) -> Path:
-    """A file of the package's config/: the checkout's (the venv's editable install, tests),
-    else the installed share directory's (a colcon install has no config/ beside the code)."""
-    checkout = Path(__file__).resolve().parents[1] / 'config' / name
-    if checkout.is_file():
-        return checkout
+    """A file of the package's config/: the checkout's (the venv's editable install, tests), else
+    where pip puts the package's data files (share/vggt_ros under the environment's prefix),
+    else the ament index's share directory (a colcon install, AMENT_PREFIX_PATH set)."""
+    for config in (
+        Path(__file__).resolve().parents[1] / 'config',
+        Path(sys.prefix) / 'share' / 'vggt_ros' / 'config',
+    ):
+        if (config / name).is_file():
+            return config / name
     from ament_index_python.packages import get_package_share_directory  # noqa: PLC0415
 
     return Path(get_package_share_directory('vggt_ros')) / 'config' / name
