@@ -20,7 +20,7 @@ def follow(policy, size, stamp, received=7 * SECOND, tolerance=TOLERANCE):
     admission = policy.admit(size, stamp, received, tolerance)
     if admission.skip is None:
         if admission.reset:
-            policy.started_new_world()
+            policy.started_new_world(answered_request=admission.reset == RESET_REQUESTED)
         policy.processed(size, admission.stamp_ns)
     return admission
 
@@ -69,8 +69,21 @@ def test_the_decision_changes_nothing_until_the_caller_acts():
     policy.request_reset()
     for _ in range(3):  # e.g. the model step failed each time: still the same decision
         assert policy.admit(SIZE, 11 * SECOND, 0, TOLERANCE).reset == RESET_REQUESTED
-    policy.started_new_world()
+    policy.started_new_world(answered_request=True)
     assert policy.admit(SIZE, 11 * SECOND, 0, TOLERANCE).reset is None
+
+
+def test_a_reset_requested_during_an_automatic_one_is_not_lost():
+    """~/reset arrives after the policy chose an automatic reset (a size change) for a frame:
+    that reset does not answer it, so the next frame still restarts the world."""
+    policy = StreamContinuity()
+    follow(policy, SIZE, 10 * SECOND)
+    admission = policy.admit((SIZE[0] + 14, SIZE[1]), 11 * SECOND, 0, TOLERANCE)
+    assert admission.reset.startswith('image size changed')
+    policy.request_reset()  # from the service thread, while the frame is in the model
+    policy.started_new_world(answered_request=False)
+    policy.processed((SIZE[0] + 14, SIZE[1]), 11 * SECOND)
+    assert policy.admit((SIZE[0] + 14, SIZE[1]), 12 * SECOND, 0, TOLERANCE).reset == RESET_REQUESTED
 
 
 def test_unstamped_frames_get_their_receipt_time_and_one_warning():

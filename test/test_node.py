@@ -457,3 +457,43 @@ def test_an_image_without_frame_id_is_placed_under_the_fallback_frame_with_a_war
     assert transform.child_frame_id == 'vggt_camera_optical_frame'
     harness.wait(lambda: harness.logs('has no frame_id'), 'the warning')
     assert 'set camera_frame' in harness.logs('has no frame_id')[0]
+
+
+def test_rclpy_shutdown_with_the_node_alive_and_its_frame_failing_does_not_hang():
+    """rclpy.shutdown() destroys the nodes still alive while holding the context's lock; an
+    unexpected error ends the worker's frame meanwhile. The worker must not need that lock to
+    decide to stop."""
+    from standin_model import StandInModel
+
+    entered, release = threading.Event(), threading.Event()
+
+    def failing_slowly(*args):  # publishing the frame: slow, then an unexpected error
+        entered.set()
+        release.wait(TIMEOUT)
+        raise RuntimeError('unexpected')
+
+    context = rclpy.Context()
+    rclpy.init(context=context)
+    node = StreamNode(
+        reconstructor=Reconstructor(StandInModel(known_source), image_width=WIDTH),
+        context=context,
+        parameter_overrides=[Parameter('tf_mode', value='camera')],
+    )
+    node._publishing.frame = failing_slowly
+    peer = rclpy.create_node('peer', context=context)
+    images = peer.create_publisher(Image, 'image', 10)
+    executor = SingleThreadedExecutor(context=context)
+    for each in (node, peer):
+        executor.add_node(each)
+    deadline = time.monotonic() + TIMEOUT
+    while not entered.is_set() and time.monotonic() < deadline:
+        images.publish(rgb_image(0))
+        executor.spin_once(timeout_sec=0.05)
+    assert entered.is_set()
+    shutdown = threading.Thread(target=rclpy.shutdown, kwargs={'context': context}, daemon=True)
+    shutdown.start()
+    time.sleep(0.2)  # shutdown is now destroying the node, waiting for its worker
+    release.set()
+    shutdown.join(timeout=10)
+    assert not shutdown.is_alive(), 'rclpy.shutdown() hung'
+    executor.shutdown()

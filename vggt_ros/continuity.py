@@ -92,10 +92,12 @@ class StreamContinuity:
             return None, OUT_OF_ORDER
         return None, None
 
-    def started_new_world(self) -> None:
-        """The world was reset: forget the last frame, and any reset request it answered."""
+    def started_new_world(self, answered_request: bool) -> None:
+        """The world was reset: forget the last frame, and the reset request if this reset
+        answered it (an automatic reset does not: a ~/reset meanwhile still restarts the world)."""
         with self._lock:
-            self._reset_requested = False
+            if answered_request:
+                self._reset_requested = False
             self._last_size = self._last_stamp_ns = None
 
     def processed(self, size: tuple[int, int], stamp_ns: int) -> None:

@@ -38,6 +38,12 @@ class LatestFrameSlot(Generic[T]):
             item, self._item = self._item, None
             return item
 
+    @property
+    def closed(self) -> bool:
+        """Whether `close` was called (the node is shutting down)."""
+        with self._ready:
+            return self._closed
+
     def close(self) -> None:
         """Wake every waiting `take` for good (shutdown)."""
         with self._ready:

@@ -63,6 +63,7 @@ IMAGE_QOS = {
     )
 }
 LOG_THROTTLE_S = 5.0
+SHUTDOWN_WAIT_S = 3.0  # the longest destroy_node waits for the frame in hand
 
 
 class FrameIdError(ValueError):
@@ -210,9 +211,11 @@ class StreamNode(Node):
                 self._report('depth', LoggingSeverity.WARN, f'ignoring a depth image: {error}')
                 return None
         if values['scale_source'] == 'odometry':
-            odom = values['odom_frame']
-            if self._transforms.can_transform(odom, camera, stamp_ns):
-                return MetricSample(odometry_camera=self._transforms.lookup(odom, camera, stamp_ns))
+            try:  # one lookup: the listener's thread may prune or clear the buffer meanwhile
+                odometry = self._transforms.lookup(values['odom_frame'], camera, stamp_ns)
+            except LookupError:
+                return None
+            return MetricSample(odometry_camera=odometry)
         return None
 
     def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
@@ -229,8 +232,8 @@ class StreamNode(Node):
             try:
                 self._process(frame)
             except Exception:  # noqa: BLE001 - one bad frame must not end the stream
-                if not self.context.ok():
-                    return  # shutting down: the publishers are gone
+                if self._slot.closed:
+                    return  # shutting down: the publishers are going
                 self._fail(
                     'unexpected', f'unexpected error on a frame, skipped:\n{traceback.format_exc()}'
                 )
@@ -262,6 +265,8 @@ class StreamNode(Node):
             update_map=self._publishing.map_wanted(values),
             metric=self._metric_sample(stamp_ns, camera, values),
         )
+        if self._slot.closed:  # shut down while the model ran: the publishers are going
+            return
         self._scale = outcome.scale or self._scale
         if outcome.warning:
             self._log(LoggingSeverity.WARN, outcome.warning)
@@ -335,9 +340,15 @@ class StreamNode(Node):
     # Shutdown -------------------------------------------------------------------------------
 
     def destroy_node(self) -> None:
-        """Stop the worker (it finishes the frame in hand) before the publishers go."""
+        """Stop the worker before the publishers go: it finishes the frame in hand, for up to
+        SHUTDOWN_WAIT_S (ros2 launch escalates to SIGTERM after 5 s); a longer one is left to
+        end on its own, publishing nothing more."""
         self._slot.close()
-        self._worker.join()
+        self._worker.join(timeout=SHUTDOWN_WAIT_S)
+        if self._worker.is_alive():
+            self.get_logger().warning(
+                f'the frame in hand is still running after {SHUTDOWN_WAIT_S:g} s: not waiting'
+            )
         super().destroy_node()
 
 

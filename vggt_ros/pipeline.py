@@ -187,7 +187,7 @@ class StreamPipeline:
         so far, and keeps the path and map; otherwise (the user's ~/reset) the world restarts at
         the origin."""
         self.reconstructor.reset()
-        self.continuity.started_new_world()
+        self.continuity.started_new_world(answered_request=not continuous)
         self.anchoring.forget()
         self._estimator = new_estimator(self._source)
         if continuous:

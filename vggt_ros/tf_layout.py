@@ -124,14 +124,17 @@ class TfLayout:
         values: Mapping[str, Any],
     ) -> Placement:
         base, odom = values['base_frame'], values['odom_frame']
-        if not self.transforms.can_transform(base, camera, 0):
+        # The mount at the image stamp, or the latest where the tree holds none then (a moving
+        # mount's newest transform not in yet, or already forgotten; a static one has every time).
+        mount = self._find(base, camera, stamp_ns)
+        if mount is None and (mount := self._find(base, camera, 0)) is None:
             return self._no_mount(camera, pose, world_pose, now_s, values)
-        mount = self._mount(base, camera, stamp_ns)
         if self._origin_mount is None:
             # The mount at the world's first stamp where the tree has it (a late arm's history
             # does); else this frame's, the first with a mount: exact for a fixed mount.
-            first = self.transforms.can_transform(base, camera, self._origin_ns)
-            self._origin_mount = self._mount(base, camera, self._origin_ns) if first else mount
+            self._origin_mount = self._find(base, camera, self._origin_ns)
+            if self._origin_mount is None:
+                self._origin_mount = mount
         odom_from_base = self._origin_mount @ pose @ np.linalg.inv(mount)
         # world_frame is the first camera in world_axes: its mount-from-optical, then the axes.
         world_from_optical = world_pose @ np.linalg.inv(pose)
@@ -146,8 +149,7 @@ class TfLayout:
         elif not self._metric:  # a correction of metric wheels by a pose of another scale: none
             reason = f'waiting for the metric scale (scale_source {values["scale_source"]})'
             return Placement((), parent, base, odom_from_base, reason, static, 'tf scale')
-        elif self.transforms.can_transform(odom, base, stamp_ns):
-            wheel = self.transforms.lookup(odom, base, stamp_ns)
+        elif (wheel := self._find(odom, base, stamp_ns)) is not None:
             published = (parent, odom, odom_from_base @ np.linalg.inv(wheel))
         else:
             reason = f'no {odom} -> {base} at the image stamp yet'
@@ -178,12 +180,13 @@ class TfLayout:
             f'second parent); {advice}'
         )
 
-    def _mount(self, base: str, camera: str, stamp_ns: int) -> np.ndarray:
-        """base_from_camera at `stamp_ns`, or the latest where the tree holds none then (a moving
-        mount's newest transform not in yet, or already forgotten; a static one has every time)."""
-        if self.transforms.can_transform(base, camera, stamp_ns):
-            return self.transforms.lookup(base, camera, stamp_ns)
-        return self.transforms.lookup(base, camera, 0)
+    def _find(self, target: str, source: str, stamp_ns: int) -> np.ndarray | None:
+        """target_from_source at `stamp_ns`, or None: one lookup, not a check and then a lookup,
+        so a buffer cleared or pruned meanwhile (by the listener's thread) is no error."""
+        try:
+            return self.transforms.lookup(target, source, stamp_ns)
+        except LookupError:
+            return None
 
     def _no_mount(
         self,
