@@ -298,3 +298,10 @@ def test_config_files_are_found_where_pip_installs_them(tmp_path, monkeypatch):
     monkeypatch.delenv('AMENT_PREFIX_PATH', raising=False)
     assert config_files.config_file('only_installed.yaml') == installed / 'only_installed.yaml'
     assert config_files.config_file('small.yaml').parent.parent == ROOT  # the checkout first
+
+
+def test_fast_dds_without_a_profile_is_said_at_startup():
+    assert 'fastdds.xml' in config_files.transport_note('rmw_fastrtps_cpp', {})
+    profiled = {'FASTRTPS_DEFAULT_PROFILES_FILE': '/x/fastdds.xml'}
+    assert config_files.transport_note('rmw_fastrtps_cpp', profiled) is None
+    assert config_files.transport_note('rmw_cyclonedds_cpp', {}) is None

@@ -9,6 +9,7 @@ import os
 import posixpath
 import sys
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,22 @@ def config_file(name: str) -> Path:
     from ament_index_python.packages import get_package_share_directory  # noqa: PLC0415
 
     return Path(get_package_share_directory('vggt_ros')) / 'config' / name
+
+
+FASTDDS_PROFILE_VARIABLES = ('FASTDDS_DEFAULT_PROFILES_FILE', 'FASTRTPS_DEFAULT_PROFILES_FILE')
+
+
+def transport_note(rmw: str, environ: Mapping[str, str]) -> str | None:
+    """What to say at startup where Fast DDS runs without a profile: its default transports
+    lose camera-sized samples (README, "Camera-sized images need a Fast DDS profile")."""
+    if not rmw.startswith('rmw_fastrtps') or any(environ.get(v) for v in FASTDDS_PROFILE_VARIABLES):
+        return None
+    return (
+        'Fast DDS runs without a profile: its default transports lose camera-sized images, '
+        "in this node's outputs and above all in the camera driver's; set "
+        "FASTDDS_DEFAULT_PROFILES_FILE (FASTRTPS_ on Humble and Jazzy) to the package's "
+        'config/fastdds.xml for both'
+    )
 
 
 def camera_info_sibling(image: str) -> str:

@@ -12,6 +12,7 @@ TF are vggt_ros.node_publishing's, built only for outputs somebody subscribes to
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -31,11 +32,13 @@ from rclpy.qos import (
     QoSProfile,
     QoSReliabilityPolicy,
 )
+from rclpy.utilities import get_rmw_implementation_identifier
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_srvs.srv import Trigger
 
 from vggt_ros import images, params
 from vggt_ros.checkpoints import missing_checkpoint, weights_description
+from vggt_ros.config_files import transport_note
 from vggt_ros.continuity import RESET_REQUESTED
 from vggt_ros.latest_frame import LatestFrameSlot
 from vggt_ros.metric_scale import ScaleEstimate
@@ -108,6 +111,8 @@ class StreamNode(Node):
         values = self._values
         if warning := params.combination_warning(values):
             self.get_logger().warning(warning)
+        if note := transport_note(get_rmw_implementation_identifier(), os.environ):
+            self.get_logger().info(note)
         self._stats = StreamStats()
         self._throttle = KindThrottle(LOG_THROTTLE_S)
         self._slot: LatestFrameSlot[_Frame] = LatestFrameSlot()
