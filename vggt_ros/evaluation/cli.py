@@ -196,9 +196,9 @@ def run(
 ) -> Path:
     """Replay the bag through the node's pipeline, score it and write the report (`model` says
     what ran; None is random weights); its path."""
-    result, truth = replay_bag(args, values, reconstructor)
-    if note := camera_distortion(args):
+    if note := camera_distortion(args):  # before the replay, which can take long
         print(f'WARNING: {note}', file=sys.stderr)
+    result, truth = replay_bag(args, values, reconstructor)
     if not len(result.trajectory):
         raise ValueError(
             f'no frame of {args.image_topic} could be processed: {dict(result.counts)}'
