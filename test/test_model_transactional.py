@@ -229,3 +229,14 @@ def test_a_camera_that_is_not_one_is_undone(model, images):
     assert_same_state(state(session), before)
     for image in images[5:7]:
         assert_same_outputs(session.step(image), twin.step(image))
+
+
+def test_a_session_without_the_camera_head_steps(model, images):
+    """The camera check applies where there is a camera: a depth-only session (the flow head's
+    depth-tilt fit in make train streams one) steps as before."""
+    session = model.new_session(window=3, heads=('depth',))
+    for image in images[:4]:
+        out = session.step(image)
+        assert set(out) == {'depth', 'depth_conf'}
+        assert torch.isfinite(out['depth']).all()
+    assert session.frames_seen == 4

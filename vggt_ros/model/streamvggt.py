@@ -323,8 +323,8 @@ class StreamSession:
             )
         try:
             out = self._run(image, size)
-            pose = out['pose_enc'][0]
-            if not torch.isfinite(pose).all() or not pose[3:7].abs().sum():  # fp16 overflow
+            pose = out['pose_enc'][0] if 'pose_enc' in out else None  # a session without cameras
+            if pose is not None and (not torch.isfinite(pose).all() or not pose[3:7].abs().sum()):
                 raise FloatingPointError(
                     f'the model gave no usable camera ({pose.tolist()}); its keys and values '
                     'would spoil every later frame, so the frame is undone'
