@@ -32,6 +32,7 @@ from vggt_ros.training.flow_head import (
     load_without_flow_head,
     write_with_flow_head,
 )
+from vggt_ros.training.flow_head import main as flow_head_main
 
 HEADS = ('camera', 'depth', FLOW_HEAD)
 
@@ -95,6 +96,20 @@ def test_weights_without_a_flow_head_gain_the_fitted_one(small, walk, tmp_path):
     assert any(k.startswith(FLOW_HEAD_PREFIX) for k in loaded.state_dict())
     with pytest.raises(ValueError, match='no flow head'):
         load_without_flow_head(exported, 'tiny')
+
+
+def test_the_command_make_train_runs_fits_the_head_and_the_tilt(small, walk, tmp_path):
+    """`python -m vggt_ros.training.flow_head` as make train and tools/train_on_gpu.sh run it,
+    on the real model: the tilt's fit streams a depth-only session (once broken by a check
+    that every session has cameras)."""
+    exported = tmp_path / 'exported.safetensors'
+    state = {k: v.half() for k, v in small.state_dict().items() if not k.startswith('flow_head')}
+    save_file(state, exported, metadata={'description': 'small preset, a test'})
+    shipped = tmp_path / 'shipped.safetensors'
+    flow_head_main([str(exported), str(walk), '--out', str(shipped), '--clips', '1'])
+    loaded = load_model(shipped, 'small')
+    assert np.isfinite(float(loaded.flow_head.depth_tilt))
+    assert loaded.flow_head.proj.weight.abs().sum() > 0
 
 
 def test_a_depth_leaning_with_the_turn_is_fitted_the_tilt_it_leans_by(tmp_path):
