@@ -88,7 +88,10 @@ train-gpu: train-data
 # (tools/device_train.sh: renders the worlds there, trains, and copies the weights to $$OUT).
 # Leave a call's 600 s some margin: reading the bags, validating and fitting the flow head and its
 # depth tilt can outrun the three minutes kept for them (on this 2-core machine 300 s asked took
-# 337, the tilt fit included).
+# 337, the tilt fit included). Before spending device time, dry-run it here on a few worlds:
+#   make train-device PYTHON=.venv/bin/python TRAIN_GPU_SECONDS=300 TRAIN_GPU_ARGS="--clip 8" \
+#     TRAIN_WORLDS="--seeds 1 8 --frames 40" VAL_WORLDS="--seeds 1000010 1000011 --frames 40 --split held-out"
+# (BATCHES="4 2" in the environment; about 4 minutes on 2 cores).
 DEVICE_PLATFORMS := $(foreach tag,manylinux_2_28 manylinux_2_27 manylinux_2_17 manylinux2014 \
 	manylinux1,--platform $(tag)_x86_64)
 device-wheels: setup
