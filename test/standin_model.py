@@ -7,7 +7,8 @@ test, exactly as the real model would report them, so the node and the evaluator
 checked against what those conventions imply.
 """
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -32,21 +33,27 @@ class StandInSession:
         self.frames_seen = 0
 
     def step(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        with self.stepping(image) as out:
+            return out
+
+    @contextlib.contextmanager
+    def stepping(self, image: torch.Tensor) -> Iterator[dict[str, torch.Tensor]]:
+        """As StreamSession.stepping: the frame counts once the caller's block finishes."""
         height, width = image.shape[-2:]
         pose_enc, depth = self.source(self.frames_seen, height, width)
         pose_enc = pose_enc.to(torch.float32)
         depth = depth.to(torch.float32)
         extrinsic, intrinsic = pose_encoding_to_extri_intri(pose_enc.double(), (height, width))
         points = depth_to_world_points(depth.double(), extrinsic, intrinsic).float()
-        self.frames_seen += 1
         confidence = torch.full_like(depth, 10.0)
-        return {
+        yield {
             'pose_enc': pose_enc,
             'depth': depth,
             'depth_conf': confidence,
             'world_points': points,
             'world_points_conf': confidence.clone(),
         }
+        self.frames_seen += 1
 
 
 class StandInModel(torch.nn.Module):
@@ -122,6 +129,11 @@ class _ScaledSession:
     def reset(self) -> None:
         self.anchor_index = None
         self.scale = self.model.start_world()
+
+    @contextlib.contextmanager
+    def stepping(self, image: torch.Tensor) -> Iterator[dict[str, torch.Tensor]]:
+        """As StreamSession.stepping; frames are known by their image, so nothing to undo."""
+        yield self.step(image)
 
     def step(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         model, index = self.model, image_index(image)

@@ -6,6 +6,7 @@ first camera, keeps the camera head's rotations in it and solves the translation
 sequence of frames, bad frames and resets. A depth that leans with the turn is fitted the tilt
 it leans by, and the weights carry it."""
 
+import contextlib
 from dataclasses import replace
 
 import numpy as np
@@ -17,6 +18,7 @@ from safetensors.torch import save_file
 from scipy.spatial.transform import Rotation
 from standin_model import StandInModel
 
+from vggt_ros import reconstructor as reconstructor_module
 from vggt_ros.checkpoints import load_model
 from vggt_ros.model.heads import FlowHead
 from vggt_ros.model.synthetic_weights import synthetic_model
@@ -24,6 +26,7 @@ from vggt_ros.pose_from_matches import MIN_REFINED
 from vggt_ros.reconstructor import Reconstructor
 from vggt_ros.stream_types import FLOW_HEAD, SessionOptions
 from vggt_ros.synthetic import make_sequence, write_bag
+from vggt_ros.tracks import Tracks
 from vggt_ros.training.data import BagTopics, draw_clip, read_frames
 from vggt_ros.training.flow_head import (
     FLOW_HEAD_PREFIX,
@@ -186,3 +189,61 @@ def test_through_bad_frames_and_resets_each_world_starts_at_its_first_camera(sma
             relative = head[:3, :3] @ first[:3, :3].T
             np.testing.assert_allclose(pose[:3, :3], relative, atol=1e-6)
             assert np.isfinite(pose).all()
+
+
+@pytest.fixture(scope='module')
+def walk_frames():
+    sequence = make_sequence('walk', 8, 112, 84)
+    return [sequence.render(index)[0] for index in range(len(sequence))]
+
+
+@contextlib.contextmanager
+def faulty(fault):
+    """Poses from matches failing part-way through a frame: 'nan', a non-finite pose from the
+    solver (caught only once everything is updated); 'raise', an error where the tracks are
+    spawned (after the first frame is taken, or the head's correction and the step updated)."""
+    if fault == 'good':
+        yield
+        return
+    original_solve, original_spawned = reconstructor_module.solve_pose, Tracks.spawned
+
+    def nan_pose(*args, **kwargs):
+        solved = original_solve(*args, **kwargs)
+        return solved._replace(pose=np.full((4, 4), np.nan))
+
+    def broken(*args, **kwargs):
+        raise RuntimeError('injected')
+
+    if fault == 'nan':
+        reconstructor_module.solve_pose = nan_pose
+    else:
+        Tracks.spawned = broken
+    try:
+        yield
+    finally:
+        reconstructor_module.solve_pose, Tracks.spawned = original_solve, original_spawned
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.lists(st.sampled_from(['good', 'nan', 'raise']), min_size=1, max_size=8))
+def test_a_frame_that_fails_in_poses_from_matches_is_as_if_it_never_came(
+    small, walk_frames, faults
+):
+    """The model's step and the state carried from frame to frame are kept only with a finite
+    pose: after any run of failed frames, the first one included, the outputs are a twin's that
+    only saw the good ones."""
+    options = SessionOptions(camera_cache='causal')
+    stream = Reconstructor(small, image_width=112, options=options, heads=HEADS)
+    twin = Reconstructor(small, image_width=112, options=options, heads=HEADS)
+    for frame, fault in zip(walk_frames, faults, strict=False):
+        failing_frame = fault == 'raise' or (fault == 'nan' and stream.frame_index > 0)
+        with faulty(fault):
+            if failing_frame:
+                with pytest.raises((RuntimeError, FloatingPointError)):
+                    stream.step(frame)
+                continue
+            result = stream.step(frame)
+        expected = twin.step(frame)
+        assert result.frame_index == expected.frame_index == stream.session.frames_seen - 1
+        np.testing.assert_array_equal(result.camera_from_world, expected.camera_from_world)
+        np.testing.assert_array_equal(result.depth, expected.depth)

@@ -240,3 +240,21 @@ def test_a_session_without_the_camera_head_steps(model, images):
         assert set(out) == {'depth', 'depth_conf'}
         assert torch.isfinite(out['depth']).all()
     assert session.frames_seen == 4
+
+
+def test_a_frame_is_kept_only_once_the_callers_block_finishes(model, images):
+    """`stepping`: what the caller makes of the outputs can still fail the frame, which is then
+    undone as a failure in the model would be; the next frames are as if it never came."""
+    session, twin = twins(model, 3, 'official')
+    for image in images[:4]:
+        session.step(image)
+        twin.step(image)
+    before = state(session)
+    with pytest.raises(Injected):
+        with session.stepping(images[4]) as out:
+            assert torch.isfinite(out['pose_enc']).all()
+            raise Injected('the caller failed')
+    assert_same_state(state(session), before)
+    with session.stepping(images[5]) as out:
+        assert_same_outputs(out, twin.step(images[5]))
+    assert session.frames_seen == twin.frames_seen == 5

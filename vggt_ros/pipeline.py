@@ -137,8 +137,6 @@ class StreamPipeline:
                 reanchored = reset is None
             result = self.reconstructor.step_image(image, stamp_ns * 1e-9)
             result.timings['preprocess'] = preprocess_s
-            if not np.isfinite(result.world_from_camera).all():  # no pose: nothing to anchor
-                raise FloatingPointError('the frame got a non-finite camera pose')
         except Exception as error:  # noqa: BLE001 - the frame is skipped; the stream goes on
             return Outcome(
                 'failed',

@@ -131,6 +131,18 @@ class TrackingFrame:
         return cv2.resize(depth, (width, height), interpolation=cv2.INTER_AREA)
 
 
+# What poses from matches carry from frame to frame (replaced, never changed in place), put back
+# when a frame fails after the model ran.
+_MATCHES_STATE = (
+    '_first',
+    '_first_extrinsic',
+    '_previous',
+    '_head_correction',
+    '_image_step',
+    '_depth_tilt',
+)
+
+
 class Reconstructor:
     """Streams frames through a StreamVGGT session; `reset()` starts a new world.
 
@@ -218,15 +230,25 @@ class Reconstructor:
         return result
 
     def step_image(self, image: Tensor, stamp: float | None = None) -> FrameResult:
-        """Run one preprocessed frame (see preprocess) through the session."""
+        """Run one preprocessed frame (see preprocess) through the session. All or nothing: if
+        it raises (in the model, in poses from matches, or with a non-finite pose), the session
+        and the state poses from matches carry are as before the call."""
         start = time.perf_counter()
         model_input = image
         if self.tracking_scale > 1:
             size = (image.shape[-2] // self.tracking_scale, image.shape[-1] // self.tracking_scale)
             model_input = resized_image(image, size)
-        out = self.session.step(model_input)
-        inferred = self._clock()
-        result = self._to_result(out, model_input, image, stamp)
+        matches_state = {name: getattr(self, name) for name in _MATCHES_STATE}
+        try:
+            with self.session.stepping(model_input) as out:
+                inferred = self._clock()
+                result = self._to_result(out, model_input, image, stamp)
+                if not np.isfinite(result.world_from_camera).all():  # nothing to anchor
+                    raise FloatingPointError('the frame got a non-finite camera pose')
+        except BaseException:  # the frame never came: the model's and the matches' state as before
+            for name, value in matches_state.items():
+                setattr(self, name, value)
+            raise
         result.timings.update(model=inferred - start, postprocess=time.perf_counter() - inferred)
         self.frame_index += 1
         return result

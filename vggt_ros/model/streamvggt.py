@@ -8,7 +8,7 @@ with camera_cache='causal'; with 'official' it reproduces the reference `inferen
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -304,7 +304,6 @@ class StreamSession:
         self._frames_seen = 0
         self._image_size = None
 
-    @torch.inference_mode()
     def step(self, image: Tensor) -> dict[str, Tensor]:
         """image [3, H, W] in [0, 1] -> pose_enc [9], depth, depth_conf, world_points_conf [H, W],
         world_points [H, W, 3], on the model's device. All frames of a stream share one size.
@@ -312,6 +311,14 @@ class StreamSession:
         A step is all or nothing: if it raises (out of memory in a late block, say, or a
         non-finite camera), every cache is rolled back and the session is as before the call, as
         if the frame never came."""
+        with self.stepping(image) as out:
+            return out
+
+    @contextlib.contextmanager
+    def stepping(self, image: Tensor) -> Iterator[dict[str, Tensor]]:
+        """`step` whose frame is kept only once the caller's block finishes: an exception in the
+        block (what the caller makes of the outputs) rolls the frame back as one in the model
+        would, so a frame is never half taken."""
         model = self.model
         if image.ndim != 3:
             raise ValueError(f'expected an image [3, H, W], got shape {tuple(image.shape)}')
@@ -322,22 +329,25 @@ class StreamSession:
                 f"frame size {size} differs from this stream's {self._image_size}; reset() first"
             )
         try:
-            out = self._run(image, size)
+            with torch.inference_mode():
+                out = self._run(image, size)
             pose = out['pose_enc'][0] if 'pose_enc' in out else None  # a session without cameras
             if pose is not None and (not torch.isfinite(pose).all() or not pose[3:7].abs().sum()):
                 raise FloatingPointError(
                     f'the model gave no usable camera ({pose.tolist()}); its keys and values '
                     'would spoil every later frame, so the frame is undone'
                 )
+            yield {name: value[0] for name, value in out.items()}
         except BaseException:
-            for cache in self._caches:
-                cache.rollback()
+            with torch.inference_mode():  # the caches are inference tensors
+                for cache in self._caches:
+                    cache.rollback()
             raise
-        for cache in self._caches:
-            cache.commit()
+        with torch.inference_mode():
+            for cache in self._caches:
+                cache.commit()
         self._image_size = size
         self._frames_seen += 1
-        return {name: value[0] for name, value in out.items()}
 
     def _run(self, image: Tensor, size: tuple[int, int]) -> dict[str, Tensor]:
         """The frame through the model, its keys and values added to the caches uncommitted."""
