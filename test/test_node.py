@@ -219,6 +219,7 @@ def test_bad_images_are_skipped_and_publishing_continues(harness_factory):
     harness.send(rgb_image(3))
     values = harness.diagnostics(lambda values: values['processed'] == '1')
     assert values['failed'] == '2' and values['received'] == '3'
+    assert values['window'].startswith('1/')  # the failed frames never entered the window
     assert values['failed: unsupported encoding'] == values['failed: corrupt image'] == '1'
     assert 'corrupt' in values['last error']
 

@@ -70,6 +70,9 @@ class NodePublishing:
         self._static: tuple[str, str, np.ndarray] | None = None  # on /tf_static
         self._motion = BodyMotion()
         self._focal: str | None = None  # the model's focal length against the calibration
+        # Frames in the model's window as of the last frame published: the worker's, as the
+        # reconstructor's own count passes through 0 while it re-anchors.
+        self._window_frames = 0
         self._distortion: str | None = None  # what was said about a distorted camera
         self._path: deque[PoseStamped] = deque(maxlen=values['path.max_length'])
         self._next_map_publish = 0.0
@@ -86,6 +89,7 @@ class NodePublishing:
         """Start ~/path and the twist again (the pipeline cleared its history, so the next pose
         jumps); after the user's ~/reset (`world_restarted`) the odom origin too."""
         self._path.clear()
+        self._window_frames = 0
         self._motion.restart(origin=world_restarted)
         if world_restarted:
             self._layout.restart()
@@ -135,6 +139,7 @@ class NodePublishing:
             camera_info,
         )
         self._check_calibration(frame, camera_info, input_size)
+        self._window_frames = frame.result.frame_index + 1
         for output in OUTPUTS:
             if output.build is not None and self._wanted(output, values):
                 message = output.build(stamped)
@@ -206,17 +211,17 @@ class NodePublishing:
             return
         snapshot = self._stats.snapshot()
         level, message = snapshot.level(stall_seconds=max(5.0, 5 * values['diagnostics_period']))
-        reconstructor = self._pipeline.reconstructor
+        device = self._pipeline.reconstructor.device
         status = messages.diagnostic_status(
             name=f'{self._node.get_fully_qualified_name().lstrip("/")}: stream',
             level=level,
             message=message,
-            hardware_id=str(reconstructor.device),
+            hardware_id=str(device),
             values={
                 **snapshot.as_values(),
-                'window': window_fill(reconstructor.frame_index, values['window_size']),
+                'window': window_fill(self._window_frames, values['window_size']),
                 'merging': 'on' if self._pipeline.merging else 'off',
-                'device': str(reconstructor.device),
+                'device': str(device),
                 'preset': values['preset'],
                 'image_width': values['image_width'],
                 **({'focal': self._focal} if self._focal else {}),
