@@ -137,7 +137,7 @@ class StreamPipeline:
                 reanchored = reset is None
             result = self.reconstructor.step_image(image, stamp_ns * 1e-9)
             result.timings['preprocess'] = preprocess_s
-        except Exception as error:  # noqa: BLE001 - the frame is skipped; the stream goes on
+        except Exception as error:  # noqa: BLE001 - the step is undone; the stream goes on
             return Outcome(
                 'failed',
                 stamp_ns,
