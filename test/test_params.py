@@ -288,6 +288,14 @@ def test_map_mode_in_the_models_own_units_is_warned_about():
         assert params.combination_warning({**map_mode, **fine}) is None
 
 
+def test_multi_view_depth_without_poses_from_matches_is_warned_about():
+    values = {**params.DEFAULTS, 'multi_view_depth': True}
+    assert 'pose_source' in params.combination_warning(values)
+    assert (
+        params.combination_warning({**values, 'preset': 'small', 'pose_source': 'matches'}) is None
+    )
+
+
 def test_config_files_are_found_where_pip_installs_them(tmp_path, monkeypatch):
     """A non-editable pip install has no config/ beside the code and no AMENT_PREFIX_PATH: its
     data files are under the environment's prefix, share/vggt_ros/config."""

@@ -39,10 +39,11 @@ def session_options(values: Mapping[str, Any]) -> SessionOptions:
 
 def reconstructor_options(values: Mapping[str, Any]) -> dict[str, Any]:
     """The Reconstructor's keyword arguments the parameters describe (node and evaluator alike):
-    the model's image width, the tracking scale and the session."""
+    the model's image width, the tracking scale, multi-view depth and the session."""
     return {
         'image_width': values['image_width'],
         'tracking_scale': values['tracking_scale'],
+        'multi_view_depth': values['multi_view_depth'],
         'options': session_options(values),
     }
 

@@ -221,6 +221,15 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         maximum=MAX_TRACKING_SCALE,
     ),
     ParameterSpec(
+        'multi_view_depth',
+        False,
+        "With pose_source matches, each frame's depth is corrected where the session's recent "
+        'frames, placed by their poses, show it: a sweep of depths per pixel, matched in the '
+        "tracked images, smoothed into a correction of the model's depth. Needs the camera to "
+        "move (a turn in place keeps the model's depth); costs about 80 ms a frame at 224 px "
+        '(config/small.yaml: true).',
+    ),
+    ParameterSpec(
         'merging.enabled',
         False,
         'FastVGGT token merging in global attention: faster, slightly less accurate. Can be '
@@ -480,5 +489,11 @@ def combination_warning(values: Mapping[str, Any]) -> str | None:
             "the model's own (scale_source fixed, scale 1): map -> odom will be wrong; use "
             'scale_source odometry (from those wheels) or depth, or set scale to metres per '
             'model unit'
+        )
+    if values['multi_view_depth'] and values['pose_source'] != 'matches':
+        return (
+            'multi_view_depth sweeps the recent frames at the poses from matches, and '
+            f"pose_source is {values['pose_source']}: the depth stays the model's (set "
+            'pose_source matches, as config/small.yaml does)'
         )
     return None

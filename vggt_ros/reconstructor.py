@@ -27,6 +27,7 @@ from vggt_ros.frame_size import (
 from vggt_ros.model import StreamVGGT
 from vggt_ros.model.config import MergingConfig
 from vggt_ros.model.geometry import pose_encoding_to_extri_intri, to_homogeneous
+from vggt_ros.plane_sweep import RECENT_FRAMES, RecentFrame, corrected_depth
 from vggt_ros.pose_from_matches import (
     FirstFrame,
     PreviousFrame,
@@ -140,6 +141,7 @@ _MATCHES_STATE = (
     '_head_correction',
     '_image_step',
     '_depth_tilt',
+    '_recent',
 )
 
 
@@ -155,8 +157,10 @@ class Reconstructor:
     later frame's depth is levelled for the content's last step across the image
     (pose_from_matches.level_depth) and, where PnP gave the pose, straightened by the tracks
     whose depths are sure (tracks.straightened_depth) and put into the first frame's units,
-    those of the translations (pose_from_matches.depth_scale). All of that runs on the frame at
-    `tracking_scale` times the model's size (TrackingFrame); the results keep the model's.
+    those of the translations (pose_from_matches.depth_scale), and, with `multi_view_depth`,
+    corrected where the session's recent frames show it (plane_sweep.corrected_depth) before it
+    is handed on. All of that runs on the frame at `tracking_scale` times the model's size
+    (TrackingFrame); the results keep the model's.
     """
 
     def __init__(
@@ -165,12 +169,14 @@ class Reconstructor:
         *,
         image_width: int = 518,
         tracking_scale: int = 1,
+        multi_view_depth: bool = False,
         options: SessionOptions | None = None,
         **fields: Any,
     ) -> None:
         """`options` (default: the heads the outputs need, RECONSTRUCTOR_HEADS), with any
         SessionOptions field overridden by `fields`. With the flow head, poses from matches
-        track the frame at `tracking_scale` times `image_width` (see TrackingFrame)."""
+        track the frame at `tracking_scale` times `image_width` (see TrackingFrame), and with
+        `multi_view_depth` correct each frame's depth by its recent frames (plane_sweep)."""
         check_image_width(image_width)
         check_tracking_scale(tracking_scale)
         options = replace(options or SessionOptions(heads=RECONSTRUCTOR_HEADS), **fields)
@@ -182,6 +188,7 @@ class Reconstructor:
         self.image_width = image_width
         # Only poses from matches look at the frame beyond what the model sees.
         self.tracking_scale = tracking_scale if FLOW_HEAD in options.heads else 1
+        self.multi_view_depth = multi_view_depth and FLOW_HEAD in options.heads
         self.device = model.device
         # The session owns autocast (aggregator in bf16/fp16 on GPU, heads always fp32).
         self.session = model.new_session(options)
@@ -193,6 +200,7 @@ class Reconstructor:
         self._head_correction = np.eye(3)  # the session's last PnP rotation from the head's
         self._image_step = 0.0  # the session's last step across the image (image widths)
         self._depth_tilt = 0.0  # the flow head's, read at each session's first frame
+        self._recent: tuple[RecentFrame, ...] = ()  # the session's last frames, for the sweep
 
     @classmethod
     def from_checkpoint(
@@ -324,7 +332,8 @@ class Reconstructor:
         to it, so that a frame with too few matches for PnP goes on from the session's last PnP
         pose rather than jumping back to the head's; a frame's depth is levelled for the step
         its matches made across the image, or the session's last step where PnP did not give
-        them, and straightened by the session's sure tracks where PnP gave the pose."""
+        them, and straightened by the session's sure tracks where PnP gave the pose (and
+        corrected by the recent frames, with multi_view_depth)."""
         image, depth, flow, K = frame.image, frame.depth, frame.flow, frame.K
         if self.frame_index == 0:
             self._first, self._first_extrinsic = FirstFrame(image, depth), extrinsic
@@ -332,6 +341,7 @@ class Reconstructor:
             self._previous = PreviousFrame(image, depth, np.eye(4), tracks=tracks)
             self._head_correction = np.eye(3)
             self._image_step, self._depth_tilt = 0.0, float(self.model.flow_head.depth_tilt)
+            self._recent = (RecentFrame(image, np.eye(4)),)
             return np.eye(4), depth
         head_pose = extrinsic @ np.linalg.inv(self._first_extrinsic)
         predicted = head_pose.copy()
@@ -349,5 +359,8 @@ class Reconstructor:
             self._head_correction = pose[:3, :3] @ head_pose[:3, :3].T
             scale = depth_scale(pose, *pnp_matches, depth)
             depth = depth if scale is None else depth * np.float32(scale)
+            if self.multi_view_depth:
+                depth = corrected_depth(image, depth, pose, K, self._recent)
+        self._recent = (*self._recent, RecentFrame(image, pose))[-RECENT_FRAMES:]
         self._previous = self._previous.followed_by(image, depth, pose, tracks, K)
         return pose, depth

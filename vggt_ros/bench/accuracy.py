@@ -26,6 +26,7 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     DEPLOYED: (),
     'poses from the camera head': ('--pose_source', 'camera_head'),
     "tracking at the model's size (tracking_scale 1)": ('--tracking_scale', '1'),
+    'no multi-view depth': ('--multi_view_depth', 'false'),
     'window 4': ('--window_size', '4'),
     'merging on': ('--merging.enabled', 'true'),
     'image width 84 (tracked at 168)': ('--image_width', '84'),
