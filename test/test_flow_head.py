@@ -233,8 +233,9 @@ def test_a_frame_that_fails_in_poses_from_matches_is_as_if_it_never_came(
     pose: after any run of failed frames, the first one included, the outputs are a twin's that
     only saw the good ones."""
     options = SessionOptions(camera_cache='causal')
-    stream = Reconstructor(small, image_width=112, options=options, heads=HEADS)
-    twin = Reconstructor(small, image_width=112, options=options, heads=HEADS)
+    deployed = {'options': options, 'heads': HEADS, 'multi_view_depth': True}
+    stream = Reconstructor(small, image_width=112, **deployed)
+    twin = Reconstructor(small, image_width=112, **deployed)
     for frame, fault in zip(walk_frames, faults, strict=False):
         failing_frame = fault == 'raise' or (fault == 'nan' and stream.frame_index > 0)
         with faulty(fault):
@@ -247,3 +248,18 @@ def test_a_frame_that_fails_in_poses_from_matches_is_as_if_it_never_came(
         assert result.frame_index == expected.frame_index == stream.session.frames_seen - 1
         np.testing.assert_array_equal(result.camera_from_world, expected.camera_from_world)
         np.testing.assert_array_equal(result.depth, expected.depth)
+
+
+def test_a_failed_frame_is_not_kept_among_the_recent_frames_the_depth_is_swept_against(
+    small, walk_frames
+):
+    options = SessionOptions(camera_cache='causal')
+    stream = Reconstructor(
+        small, image_width=112, options=options, heads=HEADS, multi_view_depth=True
+    )
+    for frame in walk_frames[:2]:
+        stream.step(frame)
+    recent = stream._recent
+    with faulty('raise'), pytest.raises(RuntimeError):
+        stream.step(walk_frames[2])
+    assert stream._recent is recent
