@@ -8,8 +8,8 @@ images agree (zero-mean normalised cross-correlation over a window) where the de
 Pixel by pixel that measurement is noisy, region by region it is sure, so it does not replace
 the model's depth: where it is clear (a good match, one clear minimum, enough texture, enough
 parallax for a step to show) it gives the log-ratio to the model's depth, and that ratio,
-smoothed over the frame, corrects the model's depth everywhere. A turn in place has no
-parallax, so nothing is confident and the depth stays the model's.
+smoothed over the frame, corrects the model's depth everywhere. A turn in place has little
+parallax: the sweep is seldom sure there, and on held-out turns it did worse than the model.
 
 Results: vggt_ros/weights/README.md, "Depth from the recent frames".
 """
