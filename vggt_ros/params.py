@@ -225,9 +225,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         False,
         "With pose_source matches, each frame's depth is corrected where the session's recent "
         'frames, placed by their poses, show it: a sweep of depths per pixel, matched in the '
-        "tracked images, smoothed into a correction of the model's depth. Needs the camera to "
-        'move (held-out turns in place came out worse); about 80 ms a frame at 224 px on a '
-        '2-core CPU (config/small.yaml: true).',
+        "tracked images, smoothed into a correction of the model's depth. Frames turned by far "
+        "more than they moved are not swept against (a turn in place keeps the model's depth); "
+        'about 80 ms a frame at 224 px on a 2-core CPU (config/small.yaml: true).',
     ),
     ParameterSpec(
         'merging.enabled',

@@ -9,7 +9,8 @@ Pixel by pixel that measurement is noisy, region by region it is sure, so it doe
 the model's depth: where it is clear (a good match, one clear minimum, enough texture, enough
 parallax for a step to show) it gives the log-ratio to the model's depth, and that ratio,
 smoothed over the frame, corrects the model's depth everywhere. A turn in place has little
-parallax: the sweep is seldom sure there, and on held-out turns it did worse than the model.
+parallax for the rotation between its frames, so there the small errors of the poses' rotation
+would decide the depth: frames turned by far more than their parallax are not swept against.
 
 Results: vggt_ros/weights/README.md, "Depth from the recent frames".
 """
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 # The recent frames swept against: those nearest these baselines, in units of the frame's median
 # depth (a short one that resolves fine steps, a long one that resolves depth, one between).
@@ -34,6 +36,11 @@ MIN_CORRELATION = 0.6  # the best depth's correlation
 MIN_UNIQUENESS = 0.05  # its cost below the best one more than two steps away
 MIN_TEXTURE = 4.0  # grey variance in the window: flat regions match at every depth
 MIN_STEP_PIXELS = 0.5  # how far one step moves the pixel in the frame of the shortest baseline
+# A recent frame turned from the frame by more than this times its parallax (baseline over depth,
+# both in radians) is not swept against: a pose error of a fraction of the turn moves the swept
+# depth by this many times that fraction. The validation worlds' orbits and walks sweep at
+# 0.3-2.2 (5th-95th percentile), their turns at 5-18 (docs/training-experiments.md).
+MAX_ROTATION_PER_PARALLAX = 3.0
 MIN_CONFIDENT = 0.05  # of the pixels, for a correction at all
 SMOOTHING = 10.0  # [px] Gaussian sigma of the correction field
 MAX_CORRECTION = 0.7  # |log| of one pixel's ratio: a wrong match moves the field by at most this
@@ -73,12 +80,18 @@ def corrected_depth(
 
 def _sources(recent: Sequence[RecentFrame], pose: np.ndarray, depth: float) -> list[RecentFrame]:
     """The `recent` frames nearest BASELINES from the frame at `pose` with median `depth`,
-    shortest first; none for a baseline no frame is within BASELINE_TOLERANCE of."""
+    shortest first; none for a baseline no frame is within BASELINE_TOLERANCE of, and none
+    turned by more than MAX_ROTATION_PER_PARALLAX times its parallax."""
+    if not recent:
+        return []
     centre = np.linalg.inv(pose)[:3, 3]
     apart = np.array([np.linalg.norm(np.linalg.inv(f.pose)[:3, 3] - centre) for f in recent])
-    log_off = np.abs(np.log(np.maximum(apart / depth, 1e-9)[:, None] / np.array(BASELINES)))
+    parallax = np.maximum(apart / depth, 1e-9)
+    turned = Rotation.from_matrix([f.pose[:3, :3] @ pose[:3, :3].T for f in recent]).magnitude()
+    log_off = np.abs(np.log(parallax[:, None] / np.array(BASELINES)))
+    log_off[turned > MAX_ROTATION_PER_PARALLAX * parallax] = np.inf
     chosen: list[int] = []
-    for column in log_off.T if len(recent) else ():
+    for column in log_off.T:
         nearest = int(np.argmin(column))
         if column[nearest] < np.log(BASELINE_TOLERANCE) and nearest not in chosen:
             chosen.append(nearest)
