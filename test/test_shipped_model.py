@@ -145,21 +145,28 @@ def test_on_a_held_out_walk_depth_from_matches_keeps_the_first_frames_scale(walk
     assert drift['matches'] < 0.75 * drift['camera_head'], drift  # measured 0.016 against 0.028
 
 
-def test_on_a_held_out_orbit_the_recent_frames_correct_the_depth(paths, deployed):
+def test_on_a_held_out_orbit_the_recent_frames_correct_the_depths_shape_not_its_scale(
+    paths, deployed
+):
     """With multi_view_depth (as deployed) the depth of the frames that have recent frames to
-    sweep against is closer to the truth, each frame scaled alone, than the model's own."""
+    sweep against is closer to the truth, each frame scaled alone, than the model's own; its
+    scale against the truth stays the one the matches gave each frame."""
     orbit = paths['orbit']
-    errors = {}
+    errors, log_scales = {}, {}
     for enabled in (False, True):
         reconstructor = deployed(multi_view_depth=enabled)
-        frame_errors = []
+        frame_errors, log_scales[enabled] = [], []
         for image, truth in zip(orbit.images, orbit.depths.numpy(), strict=True):
             depth = reconstructor.step(image).depth
             known = np.isfinite(truth) & (truth > 0)
-            scaled = depth[known] * np.median(truth[known] / depth[known])
-            frame_errors.append(np.mean(np.abs(scaled - truth[known]) / truth[known]))
+            scale = np.median(truth[known] / depth[known])
+            frame_errors.append(np.mean(np.abs(depth[known] * scale - truth[known]) / truth[known]))
+            log_scales[enabled].append(np.log(scale))
         errors[enabled] = np.mean(frame_errors[2:])  # from the first with a baseline to sweep
     assert errors[True] < 0.95 * errors[False], errors  # measured 0.039 against 0.043
+    # the sweep's baselines set its scale; the matches' is kept (measured at most 0.020 here; the
+    # bias it guards against grows over long paths: 30% over a validation orbit's 120 frames)
+    assert np.max(np.abs(np.subtract(log_scales[True], log_scales[False]))) < 0.05, log_scales
 
 
 @settings(max_examples=20, deadline=None)

@@ -333,7 +333,7 @@ class Reconstructor:
         pose rather than jumping back to the head's; a frame's depth is levelled for the step
         its matches made across the image, or the session's last step where PnP did not give
         them, and straightened by the session's sure tracks where PnP gave the pose (and
-        corrected by the recent frames, with multi_view_depth)."""
+        corrected in shape by the recent frames, with multi_view_depth)."""
         image, depth, flow, K = frame.image, frame.depth, frame.flow, frame.K
         if self.frame_index == 0:
             self._first, self._first_extrinsic = FirstFrame(image, depth), extrinsic
@@ -357,10 +357,20 @@ class Reconstructor:
         if pnp_matches is not None:
             depth = straightened_depth(depth, tracks, pose, K)
             self._head_correction = pose[:3, :3] @ head_pose[:3, :3].T
-            scale = depth_scale(pose, *pnp_matches, depth)
-            depth = depth if scale is None else depth * np.float32(scale)
+            depth = _scaled_to_matches(depth, pose, pnp_matches)
             if self.multi_view_depth:
-                depth = corrected_depth(image, depth, pose, K, self._recent)
+                # The sweep's shape, the matches' scale: the sweep measures depth in units of the
+                # recent poses' baselines, and a bias there, handed on to tracking, compounds
+                # frame by frame (a validation orbit's path shrank by 30%).
+                corrected = corrected_depth(image, depth, pose, K, self._recent)
+                depth = _scaled_to_matches(corrected, pose, pnp_matches)
         self._recent = (*self._recent, RecentFrame(image, pose))[-RECENT_FRAMES:]
         self._previous = self._previous.followed_by(image, depth, pose, tracks, K)
         return pose, depth
+
+
+def _scaled_to_matches(depth: np.ndarray, pose: np.ndarray, pnp_matches: tuple) -> np.ndarray:
+    """`depth` put into the first frame's units by the frame's PnP matches
+    (pose_from_matches.depth_scale); as it is where they are too few to say."""
+    scale = depth_scale(pose, *pnp_matches, depth)
+    return depth if scale is None else depth * np.float32(scale)
