@@ -158,9 +158,9 @@ class Reconstructor:
     (pose_from_matches.level_depth) and, where PnP gave the pose, straightened by the tracks
     whose depths are sure (tracks.straightened_depth) and put into the first frame's units,
     those of the translations (pose_from_matches.depth_scale), and, with `multi_view_depth`,
-    corrected where the session's recent frames show it (plane_sweep.corrected_depth) before it
-    is handed on. All of that runs on the frame at `tracking_scale` times the model's size
-    (TrackingFrame); the results keep the model's.
+    corrected in shape where the session's recent frames show it (plane_sweep.corrected_depth)
+    and put back into those units before it is handed on. All of that runs on the frame at
+    `tracking_scale` times the model's size (TrackingFrame); the results keep the model's.
     """
 
     def __init__(
